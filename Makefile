@@ -1,0 +1,70 @@
+# onprem.ingress — the two commands a user needs: `make lab` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV        := $(CURDIR)/.venv
+PYTHON      ?= python3
+export PATH := $(VENV)/bin:$(PATH)
+# The collection is visible to Ansible, mypy and pytest as ansible_collections.onprem.ingress
+# through a symlink into this checkout (no copy to go stale).
+COLLECTIONS := $(CURDIR)/.cache/collections
+COLL_LINK   := $(COLLECTIONS)/ansible_collections/onprem/ingress
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+VERSION     := $(shell sed -n 's/^version: *//p' galaxy.yml)
+TARBALL     := $(CURDIR)/.cache/build/onprem-ingress-$(VERSION).tar.gz
+SANITY_ROOT := $(CURDIR)/.cache/sanity
+
+.PHONY: help test lab host-deps venv controlplane collection-link lint sanity build pytest clean
+
+help:
+	@echo "make lab    deploy the stack on the local lab (control plane first)"
+	@echo "make test   everything: set-up, lint, ansible-test sanity, pytest"
+
+test: host-deps venv controlplane lint sanity pytest
+	@echo "make test: all gates passed"
+
+host-deps:
+	scripts/host-deps.sh
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+controlplane:
+	lab/bin/controlplane build
+
+collection-link:
+	mkdir -p $(dir $(COLL_LINK))
+	ln -sfn $(CURDIR) $(COLL_LINK)
+
+lint: venv collection-link
+	ruff check .
+	ruff format --check .
+	mypy plugins tests lab/bin/controlplane
+	ansible-lint --profile production
+
+build: venv
+	mkdir -p $(dir $(TARBALL))
+	ansible-galaxy collection build --force --output-path $(dir $(TARBALL)) .
+
+# ansible-test needs the collection at .../ansible_collections/onprem/ingress: sanity runs on
+# the built tarball installed there, i.e. on exactly what Galaxy users get.
+sanity: build
+	rm -rf $(SANITY_ROOT)
+	ansible-galaxy collection install --no-deps -p $(SANITY_ROOT) $(TARBALL)
+	cd $(SANITY_ROOT)/ansible_collections/onprem/ingress && \
+	  ansible-test sanity --venv --python 3.11 --color no --exclude MANIFEST.json --exclude FILES.json
+
+pytest: venv collection-link controlplane
+	pytest tests
+
+lab: host-deps venv controlplane collection-link
+	lab/bin/controlplane up
+	@echo "make lab: control plane up; kubeconfig .lab/controlplane/admin.kubeconfig"
+
+clean:
+	-lab/bin/controlplane down --purge
+	rm -rf .cache/build .cache/sanity .cache/collections .mypy_cache .pytest_cache .ruff_cache
