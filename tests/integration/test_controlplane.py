@@ -198,7 +198,14 @@ def test_rbac_denies_then_allows_a_service_account(
 def run_playbook(playbook: Path, kubeconfig: Path, namespace: str) -> dict[str, object]:
     env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1")
     result = subprocess.run(
-        ["ansible-playbook", str(playbook), "-e", f"proof_kubeconfig={kubeconfig}", "-e", f"proof_namespace={namespace}"],
+        [
+            "ansible-playbook",
+            str(playbook),
+            "-e",
+            f"proof_kubeconfig={kubeconfig}",
+            "-e",
+            f"proof_namespace={namespace}",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
