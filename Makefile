@@ -43,7 +43,7 @@ collection-link:
 lint: venv collection-link
 	ruff check .
 	ruff format --check .
-	mypy plugins tests lab/bin/controlplane
+	mypy plugins tests bench lab/bin/controlplane
 	ansible-lint --profile production
 
 build: venv
