@@ -13,7 +13,8 @@ COLL_LINK   := $(COLLECTIONS)/ansible_collections/onprem/ingress
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 VERSION     := $(shell sed -n 's/^version: *//p' galaxy.yml)
 TARBALL     := $(CURDIR)/.cache/build/onprem-ingress-$(VERSION).tar.gz
-SANITY_ROOT := $(CURDIR)/.cache/sanity
+# Outside this git checkout: inside it, ansible-test would list files with git and see none.
+SANITY_ROOT := $(or $(TMPDIR),/tmp)/onprem-ingress-sanity
 
 .PHONY: help test lab host-deps venv controlplane collection-link lint sanity build pytest clean
 
@@ -52,11 +53,25 @@ build: venv
 
 # ansible-test needs the collection at .../ansible_collections/onprem/ingress: sanity runs on
 # the built tarball installed there, i.e. on exactly what Galaxy users get.
-sanity: build
+# ansible-test gets its own virtualenv: its pinned linters (pylint, yamllint, ...) must not mix
+# with ours, and its --venv mode needs a download host this network does not reach.
+SANITY_VENV := $(CURDIR)/.cache/sanity-venv
+$(SANITY_VENV)/.installed: requirements-dev.txt scripts/ansible-test-get-pip.py
+	test -x $(SANITY_VENV)/bin/python || $(PYTHON) -m venv $(SANITY_VENV)
+	$(SANITY_VENV)/bin/pip install -q --disable-pip-version-check \
+	  "$$(grep -E '^ansible-core==' requirements-dev.txt)" \
+	  "$$(grep -E '^netaddr==' requirements.txt)" "$$(grep -E '^kubernetes==' requirements.txt)"
+	pipver=$$($(SANITY_VENV)/bin/python -c 'import re, ansible_test._internal.python_requirements as m, inspect; \
+	  print(re.search(r"pip=.([0-9.]+).", inspect.getsource(m.get_venv_packages)).group(1))') && \
+	  mkdir -p $(HOME)/.ansible/test/cache && \
+	  cp scripts/ansible-test-get-pip.py $(HOME)/.ansible/test/cache/get_pip_$${pipver//./_}.py
+	touch $@
+
+sanity: build $(SANITY_VENV)/.installed
 	rm -rf $(SANITY_ROOT)
 	ansible-galaxy collection install --force --no-deps -p $(SANITY_ROOT) $(TARBALL)
 	cd $(SANITY_ROOT)/ansible_collections/onprem/ingress && \
-	  ansible-test sanity --venv --python 3.11 --color no
+	  PATH=$(SANITY_VENV)/bin:$$PATH ansible-test sanity --local --requirements --python 3.11 --color no
 
 pytest: venv collection-link controlplane
 	pytest tests

@@ -977,3 +977,56 @@ class Allocator:
         if current is not None:
             self._forget(current)
         return self._record(self._make(req, pool, list(addresses)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Rebuilding state from what the cluster already shows
+
+
+def _mapping(value: object) -> Mapping[str, object]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def held_addresses(service: Mapping[str, object]) -> List[Tuple[int, int]]:
+    """Addresses a Service holds now, from status.loadBalancer.ingress[].ip (bad entries skipped)."""
+    status = _mapping(service.get("status"))
+    lb = _mapping(status.get("loadBalancer"))
+    entries = lb.get("ingress") or []
+    held = []
+    for entry in entries if isinstance(entries, list) else []:
+        ip = entry.get("ip") if isinstance(entry, Mapping) else None
+        if ip:
+            try:
+                held.append(parse_address(ip))
+            except IpamError:
+                continue
+    return held
+
+
+def restore_allocator(
+    pools: Iterable[Pool],
+    services: Iterable[Mapping[str, object]],
+    namespace_labels: Optional[Mapping[str, Mapping[str, str]]] = None,
+) -> Tuple[Allocator, List[str]]:
+    """An Allocator holding what LoadBalancer Services already have, before anything new is chosen.
+
+    Returns the allocator and one warning per Service whose held address could not be
+    restored (outside every pool, or clashing with another Service).
+    """
+    allocator = Allocator(pools)
+    warnings = []
+    ns_labels = namespace_labels or {}
+    # Oldest first: when two Services claim one address, the one that had it first keeps it.
+    ordered = sorted(services, key=lambda s: str(_mapping(s.get("metadata")).get("creationTimestamp") or ""))
+    for svc in ordered:
+        if _mapping(svc.get("spec")).get("type") != "LoadBalancer":
+            continue
+        held = held_addresses(svc)
+        if not held:
+            continue
+        try:
+            namespace = str(_mapping(svc.get("metadata")).get("namespace") or "default")
+            allocator.assign(request_from_service(svc, ns_labels.get(namespace)), held)
+        except IpamError as exc:
+            warnings.append(str(exc))
+    return allocator, warnings

@@ -1,0 +1,117 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: onprem.ingress developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: lb_pool_info
+short_description: Report size, use and holders of load-balancer address pools in a cluster
+version_added: 0.1.0
+description:
+  - Reads the C(IPAddressPool) objects and every C(type=LoadBalancer) Service of a live cluster
+    and reports, per pool, its size, how many addresses are used and free per family, and which
+    Services hold which address.
+  - What a Service holds is read from its C(status.loadBalancer.ingress), i.e. what the load
+    balancer actually gave it.
+author:
+  - onprem.ingress developers
+extends_documentation_fragment:
+  - onprem.ingress.cluster
+options:
+  name:
+    description: Report only this pool.
+    type: str
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: How full are the pools?
+  onprem.ingress.lb_pool_info:
+    kubeconfig: /etc/kubernetes/admin.conf
+  register: usage
+
+- name: Warn when the default pool runs low
+  ansible.builtin.debug:
+    msg: "only {{ (usage.pools | selectattr('name', 'equalto', 'default') | first).free.IPv4 }} IPv4 addresses left"
+"""
+
+RETURN = r"""
+pools:
+  description: One entry per pool, in name order.
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - name: default
+      size: {IPv4: 16, IPv6: 0}
+      used: {IPv4: 2, IPv6: 0}
+      free: {IPv4: 14, IPv6: 0}
+      holders: {192.0.2.240: [ingress-nginx/ingress-nginx-controller]}
+unassigned:
+  description: Held addresses that belong to no pool (or clash), as warnings.
+  returned: success
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.onprem.ingress.plugins.module_utils.cluster import (
+    CLUSTER_ARGSPEC,
+    HAS_KUBERNETES,
+    KUBERNETES_IMPORT_ERROR,
+    ClusterError,
+    connect,
+    read_namespace_labels,
+    read_pools,
+    read_services,
+)
+from ansible_collections.onprem.ingress.plugins.module_utils.ipam import (
+    HAS_NETADDR,
+    NETADDR_IMPORT_ERROR,
+    address_text,
+    restore_allocator,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=dict(CLUSTER_ARGSPEC, name={"type": "str"}), supports_check_mode=True)
+    if not HAS_NETADDR:
+        module.fail_json(msg=missing_required_lib("netaddr"), exception=NETADDR_IMPORT_ERROR)
+    if not HAS_KUBERNETES:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
+    try:
+        api = connect(module.params["kubeconfig"], module.params["context"])
+        pools = read_pools(api, module.params["pool_namespace"])
+        allocator, warnings = restore_allocator(pools, read_services(api), read_namespace_labels(api))
+    except ClusterError as exc:
+        module.fail_json(msg=str(exc))
+
+    wanted = module.params["name"]
+    if wanted is not None and wanted not in allocator.pools:
+        known = ", ".join(sorted(allocator.pools)) or "none"
+        module.fail_json(msg=f"pool {wanted!r} not found in {module.params['pool_namespace']}; pools: {known}")
+    report = []
+    for name in sorted(allocator.pools):
+        if wanted is not None and name != wanted:
+            continue
+        usage = allocator.usage(name)
+        holders: dict[str, list[str]] = {}
+        for alloc in allocator.allocations():
+            if alloc.pool == name:
+                for version, value in alloc.addresses:
+                    holders.setdefault(address_text(version, value), []).append(alloc.service)
+        report.append({"name": name, "size": usage.size, "used": usage.used, "free": usage.free, "holders": holders})
+    module.exit_json(changed=False, pools=report, unassigned=warnings)
+
+
+if __name__ == "__main__":
+    main()

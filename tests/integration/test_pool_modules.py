@@ -1,0 +1,217 @@
+"""onprem.ingress.lb_pool / lb_pool_info / lb_address run through Ansible against the real control plane."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from .conftest import ControlPlane
+
+pytestmark = pytest.mark.integration
+
+POOL_NS = "metallb-system"
+
+# A stand-in for the IPAddressPool CRD until the controller ships its own (it only needs to
+# store objects for these modules to read).
+POOL_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "ipaddresspools.metallb.io"},
+    "spec": {
+        "group": "metallb.io",
+        "scope": "Namespaced",
+        "names": {"plural": "ipaddresspools", "singular": "ipaddresspool", "kind": "IPAddressPool"},
+        "versions": [
+            {
+                "name": "v1beta1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def run_module(module: str, args: dict[str, Any], *, check: bool = False, diff: bool = False) -> dict[str, Any]:
+    """One module call through `ansible` (ad hoc), result as JSON."""
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
+    cmd = ["ansible", "localhost", "-c", "local", "-m", f"onprem.ingress.{module}", "-a", json.dumps(args)]
+    cmd += ["--check"] * check + ["--diff"] * diff
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, check=False)
+    try:
+        report = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"no JSON from ansible: {out.stdout[-2000:]} {out.stderr[-2000:]}") from None
+    return report["plays"][0]["tasks"][0]["hosts"]["localhost"]  # type: ignore[no-any-return]
+
+
+# -- lb_pool: pure validation --------------------------------------------------------------------
+
+
+def test_lb_pool_normalises_and_builds_resources() -> None:
+    result = run_module(
+        "lb_pool",
+        {
+            "pools": [
+                {"name": "default", "addresses": ["192.0.2.0-192.0.2.15", "2001:db8::/64"], "avoidBuggyIPs": True},
+                {"name": "manual", "addresses": ["198.51.100.10-198.51.100.20"], "auto_assign": False},
+            ],
+            "service_cidrs": ["10.96.0.0/12"],
+        },
+    )
+    assert not result.get("failed"), result
+    assert result["changed"] is False
+    assert result["pools"][0]["size"] == {"IPv4": 15, "IPv6": 2**64}
+    assert result["resources"][1] == {
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "IPAddressPool",
+        "metadata": {"name": "manual", "namespace": POOL_NS},
+        "spec": {"addresses": ["198.51.100.10-198.51.100.20"], "autoAssign": False, "avoidBuggyIPs": False},
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            {"pools": [{"name": "a", "addresses": ["192.0.2.0/25"]}, {"name": "b", "addresses": ["192.0.2.64/26"]}]},
+            "pools 'a' and 'b' share 192.0.2.64/26",
+        ),
+        (
+            {"pools": [{"name": "a", "addresses": ["10.96.0.0/28"]}], "service_cidrs": ["10.96.0.0/12"]},
+            "pool 'a' overlaps the service CIDRs at 10.96.0.0/28",
+        ),
+        ({"pools": [{"name": "a", "addresses": ["192.0.2.7/24"]}]}, "write 192.0.2.0/24 for the whole network"),
+        ({"pools": [{"name": "a", "addresses": ["192.0.2.0/24"], "autoassign": True}]}, "autoassign"),
+    ],
+)
+def test_lb_pool_rejects_bad_input_clearly(args: dict[str, Any], message: str) -> None:
+    result = run_module("lb_pool", args)
+    assert result.get("failed") is True
+    assert message in result["msg"]
+    assert "Traceback" not in json.dumps(result)
+
+
+# -- against the cluster -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pools_in_cluster(controlplane: ControlPlane) -> ControlPlane:
+    api = controlplane.api_client()
+    ext = client.ApiextensionsV1Api(api)
+    try:
+        ext.create_custom_resource_definition(POOL_CRD)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        crd = ext.read_custom_resource_definition("ipaddresspools.metallb.io")
+        if any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
+            break
+        time.sleep(0.2)
+    core = client.CoreV1Api(api)
+    for ns in (POOL_NS, "apps"):
+        try:
+            core.create_namespace({"metadata": {"name": ns}})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    custom = client.CustomObjectsApi(api)
+    for name, spec in {
+        "default": {"addresses": ["192.0.2.240/29"]},
+        "manual": {"addresses": ["198.51.100.0/30"], "autoAssign": False},
+    }.items():
+        custom.create_namespaced_custom_object(
+            "metallb.io",
+            "v1beta1",
+            POOL_NS,
+            "ipaddresspools",
+            {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": name}, "spec": spec},
+        )
+    # Two Services that already hold addresses (as a load balancer would have written them).
+    for name, ip in (("web", "192.0.2.240"), ("db", "192.0.2.242")):
+        core.create_namespaced_service(
+            "apps",
+            {"metadata": {"name": name}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}},
+        )
+        core.patch_namespaced_service_status(name, "apps", {"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})
+    core.create_namespaced_service(
+        "apps", {"metadata": {"name": "ingress"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 443}]}}
+    )
+    return controlplane
+
+
+def test_lb_pool_info_reports_usage_and_holders(pools_in_cluster: ControlPlane) -> None:
+    result = run_module("lb_pool_info", {"kubeconfig": str(pools_in_cluster.kubeconfig)})
+    assert not result.get("failed"), result
+    by_name = {p["name"]: p for p in result["pools"]}
+    assert by_name["default"]["size"] == {"IPv4": 8, "IPv6": 0}
+    assert by_name["default"]["used"] == {"IPv4": 2, "IPv6": 0}
+    assert by_name["default"]["free"] == {"IPv4": 6, "IPv6": 0}
+    assert by_name["default"]["holders"] == {"192.0.2.240": ["apps/web"], "192.0.2.242": ["apps/db"]}
+    assert by_name["manual"]["used"] == {"IPv4": 0, "IPv6": 0}
+    missing = run_module("lb_pool_info", {"kubeconfig": str(pools_in_cluster.kubeconfig), "name": "nope"})
+    assert missing["failed"] and "pool 'nope' not found" in missing["msg"] and "default, manual" in missing["msg"]
+
+
+def test_lb_address_chooses_deterministically_and_reserves_idempotently(pools_in_cluster: ControlPlane) -> None:
+    kc = str(pools_in_cluster.kubeconfig)
+    chosen = run_module("lb_address", {"kubeconfig": kc, "service": "apps/ingress"})
+    assert chosen["addresses"] == ["192.0.2.241"] and chosen["pool"] == "default" and chosen["changed"] is False
+    assert run_module("lb_address", {"kubeconfig": kc, "service": "apps/ingress"})["addresses"] == ["192.0.2.241"]
+    assert run_module("lb_address", {"kubeconfig": kc, "service": "apps/web"})["addresses"] == ["192.0.2.240"]
+    assert run_module("lb_address", {"kubeconfig": kc, "service": "apps/other", "pool": "manual"})["addresses"] == [
+        "198.51.100.0"
+    ]
+
+    core = client.CoreV1Api(pools_in_cluster.api_client())
+    dry = run_module(
+        "lb_address", {"kubeconfig": kc, "service": "apps/ingress", "reserve": True}, check=True, diff=True
+    )
+    assert dry["changed"] is True and dry["diff"]["after"] == {"metallb.io/loadBalancerIPs": "192.0.2.241"}
+    assert "metallb.io/loadBalancerIPs" not in (
+        core.read_namespaced_service("ingress", "apps").metadata.annotations or {}
+    )
+
+    first = run_module("lb_address", {"kubeconfig": kc, "service": "apps/ingress", "reserve": True})
+    assert first["changed"] is True
+    assert (
+        core.read_namespaced_service("ingress", "apps").metadata.annotations["metallb.io/loadBalancerIPs"]
+        == "192.0.2.241"
+    )
+    second = run_module("lb_address", {"kubeconfig": kc, "service": "apps/ingress", "reserve": True})
+    assert second["changed"] is False and second["addresses"] == ["192.0.2.241"]
+
+
+def test_lb_address_errors_are_actionable(pools_in_cluster: ControlPlane, tmp_path: Path) -> None:
+    kc = str(pools_in_cluster.kubeconfig)
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"kubeconfig": str(tmp_path / "missing"), "service": "apps/x"}, "does not exist; set kubeconfig"),
+        ({"kubeconfig": kc, "service": "no-namespace"}, "service must be namespace/name"),
+        ({"kubeconfig": kc, "service": "apps/x", "pool": "ghost"}, "pool 'ghost', which does not exist"),
+        ({"kubeconfig": kc, "service": "apps/ghost", "reserve": True}, "create it before reserving"),
+        (
+            {"kubeconfig": kc, "service": "apps/x", "pool_namespace": "empty-ns-without-pools", "pool": "default"},
+            "does not exist",
+        ),
+    ]
+    for args, message in cases:
+        result = run_module("lb_address", args)
+        assert result.get("failed") is True, args
+        assert message in result["msg"], (args, result["msg"])
+        assert "Traceback" not in json.dumps(result)
