@@ -111,7 +111,7 @@ class AddressRange:
         raw = text.strip()
         try:
             if "-" in raw:
-                start_text, _, end_text = raw.partition("-")
+                start_text, _dash, end_text = raw.partition("-")
                 start = netaddr.IPAddress(start_text.strip())
                 end = netaddr.IPAddress(end_text.strip())
                 if start.version != end.version:
@@ -935,7 +935,7 @@ class Allocator:
             return False
         if req.pool is not None and req.pool != current.pool:
             return False
-        have = tuple(v for v, _ in current.addresses)
+        have = tuple(version for version, _value in current.addresses)
         if not req.requested:
             if req.policy == "RequireDualStack" and len(have) != 2:
                 return False

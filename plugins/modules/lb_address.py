@@ -15,13 +15,13 @@ description:
   - Chooses the address the load balancer would give a Service, from the pools and the
     allocations currently in the cluster, with the same rules as the onprem-lb controller
     (requested pool, sharing key, families, C(serviceAllocation)).
-  - The choice is deterministic: the same cluster state gives the same address. A Service that
+  - The choice is deterministic, the same cluster state gives the same address. A Service that
     already holds an address keeps it.
   - With O(reserve=true) the address is pinned by writing the C(metallb.io/loadBalancerIPs)
     annotation on the Service (which must exist), e.g. to keep ingress-nginx's address stable
     across reinstalls. Nothing is written when the annotation already says so.
 author:
-  - onprem.ingress developers
+  - onprem.ingress developers (@onprem)
 extends_documentation_fragment:
   - onprem.ingress.cluster
 options:
@@ -49,8 +49,10 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
 """
 

@@ -21,7 +21,7 @@ description:
     counted, never expanded).
   - Changes nothing anywhere, so check mode and diff mode behave as a normal run.
 author:
-  - onprem.ingress developers
+  - onprem.ingress developers (@onprem)
 options:
   pools:
     description:
@@ -81,8 +81,10 @@ requirements:
   - netaddr (Python library)
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
 notes:
   - An address assigned to a node's interface is a different problem (it breaks ARP); the

@@ -18,7 +18,7 @@ description:
   - What a Service holds is read from its C(status.loadBalancer.ingress), i.e. what the load
     balancer actually gave it.
 author:
-  - onprem.ingress developers
+  - onprem.ingress developers (@onprem)
 extends_documentation_fragment:
   - onprem.ingress.cluster
 options:
@@ -27,8 +27,10 @@ options:
     type: str
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
 """
 
