@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,18 @@ class ControlPlane:
 
     def api_client(self) -> client.ApiClient:
         return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+
+def wait_established(api: client.ApiClient, crd_name: str, timeout: float = 30) -> None:
+    """Wait (bounded) until the API server serves a CustomResourceDefinition."""
+    ext = client.ApiextensionsV1Api(api)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        crd = ext.read_custom_resource_definition(crd_name)
+        if any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"CRD {crd_name} not Established after {timeout}s")
 
 
 def run_controlplane(*args: str) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .conftest import REPO, ControlPlane, controlplane_bin_dir, pinned_versions, run_controlplane
+from .conftest import REPO, ControlPlane, controlplane_bin_dir, pinned_versions, run_controlplane, wait_established
 
 pytestmark = pytest.mark.integration
 
@@ -66,16 +66,6 @@ WIDGET_CRD = {
 }
 
 
-def wait_established(ext: client.ApiextensionsV1Api, name: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        crd = ext.read_custom_resource_definition(name)
-        if any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"CRD {name} not Established after {timeout}s")
-
-
 def test_crd_schema_and_cel_validation(api: client.ApiClient, namespace: str) -> None:
     ext = client.ApiextensionsV1Api(api)
     try:
@@ -83,7 +73,7 @@ def test_crd_schema_and_cel_validation(api: client.ApiClient, namespace: str) ->
     except ApiException as exc:
         if exc.status != 409:
             raise
-    wait_established(ext, "widgets.lab.onprem.example")
+    wait_established(api, "widgets.lab.onprem.example")
     co = client.CustomObjectsApi(api)
 
     def widget(name: str, spec: dict[str, object]) -> dict[str, object]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .conftest import ControlPlane
+from .conftest import ControlPlane, wait_established
 
 pytestmark = pytest.mark.integration
 
@@ -118,12 +117,7 @@ def pools_in_cluster(controlplane: ControlPlane) -> ControlPlane:
     except ApiException as exc:
         if exc.status != 409:
             raise
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        crd = ext.read_custom_resource_definition("ipaddresspools.metallb.io")
-        if any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
-            break
-        time.sleep(0.2)
+    wait_established(api, "ipaddresspools.metallb.io")
     core = client.CoreV1Api(api)
     for ns in (POOL_NS, "apps"):
         try:
