@@ -1,0 +1,136 @@
+"""The `onprem-lb` command: controller, convert-configmap, version."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from onprem_lb import __version__, kube, legacy, metrics
+from onprem_lb.controller import COMPONENT, run_controller
+from onprem_lb.leader import LeaderElector
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg (structured logs for journald/Loki)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    logging.getLogger("httpcore2").setLevel(logging.WARNING)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="onprem-lb", description="onprem.ingress load-balancer engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ctl = sub.add_parser("controller", help="allocate addresses to LoadBalancer Services (leader-elected)")
+    ctl.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
+    ctl.add_argument("--context", help="kubeconfig context (default: the current one)")
+    ctl.add_argument("--namespace", default="metallb-system", help="namespace of the metallb.io objects and the Lease")
+    ctl.add_argument(
+        "--lb-class",
+        default="",
+        help="spec.loadBalancerClass to serve (default: Services without a class, like MetalLB)",
+    )
+    ctl.add_argument("--identity", default="", help="leader-election identity (default: hostname_pid)")
+    ctl.add_argument("--lease-name", default="onprem-lb-controller")
+    ctl.add_argument("--lease-duration", type=float, default=15.0, help="seconds (default 15)")
+    ctl.add_argument("--renew-deadline", type=float, default=10.0, help="seconds (default 10)")
+    ctl.add_argument("--retry-period", type=float, default=2.0, help="seconds (default 2)")
+    ctl.add_argument("--metrics-address", default="127.0.0.1:7472", help="HOST:PORT for /metrics; empty: off")
+    ctl.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    conv = sub.add_parser("convert-configmap", help="print metallb.io objects for a legacy MetalLB ConfigMap")
+    conv.add_argument("file", help="the ConfigMap manifest (or its bare `config` value); - for stdin")
+    conv.add_argument("--namespace", default="metallb-system", help="namespace of the objects written")
+
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _convert(args: argparse.Namespace) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"onprem-lb: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        resources = legacy.convert(legacy.config_text_from_manifest(text), namespace=args.namespace)
+    except legacy.ConversionError as exc:
+        print(f"onprem-lb: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(yaml.safe_dump_all(resources, sort_keys=False, explicit_start=True))
+    return 0
+
+
+async def _controller(args: argparse.Namespace) -> int:
+    log = logging.getLogger("onprem_lb")
+    try:
+        config = kube.load_config(args.kubeconfig, args.context)
+        elector_args = {
+            "lease_duration": args.lease_duration,
+            "renew_deadline": args.renew_deadline,
+            "retry_period": args.retry_period,
+        }
+        client = kube.make_client(config, COMPONENT)
+        identity = args.identity or f"{socket.gethostname()}_{os.getpid()}"
+        elector = LeaderElector(client, args.namespace, args.lease_name, identity, **elector_args)
+        metrics.serve(args.metrics_address)
+    except kube.KubeAccessError as exc:
+        print(f"onprem-lb controller: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
+        print(f"onprem-lb controller: {exc}", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "onprem-lb controller %s starting: identity %s, namespace %s, class %s",
+        __version__,
+        identity,
+        args.namespace,
+        args.lb_class or "(none)",
+    )
+    try:
+        await run_controller(client, elector, namespace=args.namespace, lb_class=args.lb_class or None, stop=stop)
+    finally:
+        await client.close()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(__version__)
+        return 0
+    if args.command == "convert-configmap":
+        return _convert(args)
+    _setup_logging(args.log_level)
+    return asyncio.run(_controller(args))

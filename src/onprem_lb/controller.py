@@ -1,0 +1,518 @@
+"""The onprem-lb controller: addresses for LoadBalancer Services from the IPAddressPools.
+
+One worker serialises every decision (the allocator is the single source of truth while this
+process leads); API writes are idempotent merge patches, retried with backoff. On start, and
+on every new leadership term, the allocator is rebuilt from the addresses Services already
+show in their status before anything new is allocated: a restart never moves an address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from lightkube import ApiError, AsyncClient
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Event, Namespace, Service
+from lightkube.types import PatchType
+
+from onprem_lb import ipam, metrics
+from onprem_lb.config import READY, Condition, ConfigSnapshot, ObjectRef, build_config
+from onprem_lb.kube import TRANSIENT, BGPAdvertisement, Informer, IPAddressPool, L2Advertisement
+from onprem_lb.leader import LeaderElector
+
+log = logging.getLogger("onprem_lb.controller")
+
+COMPONENT = "onprem-lb-controller"
+CONFIG_KEY = "\x00config"  # a queue entry that means "rebuild the configuration snapshot"
+MAX_INT64 = 2**63 - 1
+_PREFIXES = ipam.ANNOTATION_PREFIXES
+
+
+class NotLeader(Exception):
+    """A write was attempted without a valid lease: it is not sent."""
+
+
+def slim_service(plain: dict[str, Any]) -> dict[str, Any]:
+    """The fields allocation reads, nothing else (10,000 Services must fit in little memory)."""
+    meta = plain.get("metadata") or {}
+    spec = plain.get("spec") or {}
+    ingress = ((plain.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    local = spec.get("externalTrafficPolicy") == "Local"
+    return {
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "creationTimestamp": str(meta.get("creationTimestamp") or ""),
+            "labels": meta.get("labels") or {},
+            "annotations": {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(_PREFIXES)},
+        },
+        "spec": {
+            "type": spec.get("type"),
+            "loadBalancerClass": spec.get("loadBalancerClass"),
+            "loadBalancerIP": spec.get("loadBalancerIP"),
+            "ipFamilies": spec.get("ipFamilies") or [],
+            "ipFamilyPolicy": spec.get("ipFamilyPolicy"),
+            "externalTrafficPolicy": spec.get("externalTrafficPolicy"),
+            "selector": (spec.get("selector") or {}) if local else {},
+            "ports": [{"port": p.get("port"), "protocol": p.get("protocol") or "TCP"} for p in spec.get("ports") or []],
+        },
+        "status": {"loadBalancer": {"ingress": [{"ip": e.get("ip")} for e in ingress if e.get("ip")]}},
+    }
+
+
+def slim_config_object(plain: dict[str, Any]) -> dict[str, Any]:
+    meta = plain.get("metadata") or {}
+    return {
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "creationTimestamp": str(meta.get("creationTimestamp") or ""),
+            "generation": meta.get("generation"),
+            "labels": meta.get("labels") or {},
+        },
+        "spec": plain.get("spec") or {},
+    }
+
+
+def namespace_labels(plain: dict[str, Any]) -> dict[str, str]:
+    return dict((plain.get("metadata") or {}).get("labels") or {})
+
+
+def _ips(svc: Mapping[str, Any]) -> list[str]:
+    return [e["ip"] for e in svc["status"]["loadBalancer"]["ingress"]]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Controller:
+    """One leadership term: informers, the allocator, the worker and the status writer."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        elector: LeaderElector | None,
+        *,
+        namespace: str = "metallb-system",
+        lb_class: str | None = None,
+        identity: str = COMPONENT,
+        status_interval: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.elector = elector
+        self.namespace = namespace
+        self.lb_class = lb_class or None
+        self.identity = identity
+        self.status_interval = status_interval
+        self.allocator = ipam.Allocator()
+        self.snapshot = ConfigSnapshot()
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.queued: set[str] = set()
+        self.retries: dict[str, int] = {}
+        self.last_event: dict[str, tuple[str, str]] = {}
+        self.config_events: dict[ObjectRef, Condition] = {}
+        self.written_status: dict[str, dict[str, Any]] = {}
+        self.status_dirty = True
+        self.events: asyncio.Queue[Event] = asyncio.Queue(maxsize=10000)
+        self.ready = asyncio.Event()
+        self.services: Informer[dict[str, Any]] = Informer(
+            client, Service, slim_service, self._service_changed, name="services"
+        )
+        self.namespaces: Informer[dict[str, str]] = Informer(
+            client, Namespace, namespace_labels, self._namespace_changed, namespace=None, name="namespaces"
+        )
+        self.pools: Informer[dict[str, Any]] = Informer(
+            client, IPAddressPool, slim_config_object, self._config_changed, namespace=namespace, name="ipaddresspools"
+        )
+        self.l2ads: Informer[dict[str, Any]] = Informer(
+            client, L2Advertisement, slim_config_object, self._config_changed, namespace=namespace, name="l2ads"
+        )
+        self.bgpads: Informer[dict[str, Any]] = Informer(
+            client, BGPAdvertisement, slim_config_object, self._config_changed, namespace=namespace, name="bgpads"
+        )
+
+    # -- queue -----------------------------------------------------------------------------------
+
+    def enqueue(self, key: str) -> None:
+        if key not in self.queued:
+            self.queued.add(key)
+            self.queue.put_nowait(key)
+
+    def _retry_later(self, key: str) -> None:
+        attempt = self.retries.get(key, 0) + 1
+        self.retries[key] = attempt
+        delay = min(10.0, 0.05 * 2**attempt)
+        asyncio.get_running_loop().call_later(delay, self.enqueue, key)
+
+    def _service_changed(self, key: str, _old: Any, _new: Any) -> None:
+        self.enqueue(key)
+
+    def _namespace_changed(self, name: str, old: Any, new: Any) -> None:
+        if old is None or new is None or not self.ready.is_set():
+            return  # labels only matter to existing Services; a new namespace has none yet
+        for key in [k for k in self.services.items if k.startswith(name + "/")]:
+            self.enqueue(key)
+
+    def _config_changed(self, _key: str, _old: Any, _new: Any) -> None:
+        self.enqueue(CONFIG_KEY)
+
+    # -- writes (only while leading) -------------------------------------------------------------
+
+    def _check_leader(self) -> None:
+        if self.elector is not None and not self.elector.is_leader():
+            raise NotLeader("lease not held")
+
+    async def _patch_service(self, svc: Mapping[str, Any], body: dict[str, Any], *, status: bool) -> None:
+        self._check_leader()
+        meta = svc["metadata"]
+        await self.client.patch(
+            Service.Status if status else Service,
+            meta["name"],
+            body,
+            namespace=meta["namespace"],
+            patch_type=PatchType.MERGE,
+        )
+
+    def _event(self, svc: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        """Record an Event on the Service (once per distinct reason and message)."""
+        meta = svc["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
+        if self.last_event.get(key) == (reason, message):
+            return
+        self.last_event[key] = (reason, message)
+        self._queue_event("Service", "v1", meta, kind=kind, reason=reason, msg=message)
+
+    def _queue_event(
+        self, kind_of: str, api_version: str, meta: Mapping[str, Any], *, kind: str, reason: str, msg: str
+    ) -> None:
+        now = _now()
+        event = Event(
+            metadata=ObjectMeta(generateName=f"{meta['name']}.", namespace=meta["namespace"]),
+            involvedObject=ObjectReference(
+                kind=kind_of,
+                apiVersion=api_version,
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta.get("uid"),
+            ),
+            reason=reason,
+            message=msg[:1024],
+            type=kind,
+            source=EventSource(component=COMPONENT),
+            reportingComponent=COMPONENT,
+            reportingInstance=self.identity,
+            firstTimestamp=now,
+            lastTimestamp=now,
+            count=1,
+        )
+        try:
+            self.events.put_nowait(event)
+        except asyncio.QueueFull:
+            log.warning("event queue full; dropped %s event for %s", reason, meta["name"])
+
+    async def _event_sender(self) -> None:
+        while True:
+            event = await self.events.get()
+            try:
+                self._check_leader()
+                await self.client.create(event)
+            except (ApiError, NotLeader, *TRANSIENT) as exc:
+                log.warning("could not record event %s: %s", event.reason, exc)
+
+    # -- start-up --------------------------------------------------------------------------------
+
+    def _rebuild_config(self) -> None:
+        adverts = [("L2Advertisement", o) for o in self.l2ads.items.values()]
+        adverts += [("BGPAdvertisement", o) for o in self.bgpads.items.values()]
+        self.snapshot = build_config(list(self.pools.items.values()), adverts)
+        displaced = self.allocator.set_pools(self.snapshot.pools)
+        metrics.config_problems.set(len(self.snapshot.problems()))
+        for alloc in displaced:
+            log.info("pool change takes %s from %s; allocating again", ", ".join(alloc.ips), alloc.service)
+        self.status_dirty = True
+
+    def _ours(self, svc: Mapping[str, Any]) -> bool:
+        spec = svc["spec"]
+        return spec.get("type") == "LoadBalancer" and (spec.get("loadBalancerClass") or None) == self.lb_class
+
+    def restore(self) -> int:
+        """Take back what Services already hold (oldest first) before allocating anything."""
+        restored = 0
+        held = [s for s in self.services.items.values() if self._ours(s) and _ips(s)]
+        for svc in sorted(held, key=lambda s: s["metadata"]["creationTimestamp"]):
+            ns = svc["metadata"]["namespace"]
+            try:
+                req = ipam.request_from_service(svc, self.namespaces.items.get(ns))
+                self.allocator.assign(req, ipam.held_addresses(svc))
+                restored += 1
+            except ipam.IpamError as exc:
+                log.warning("cannot keep %s: %s", ", ".join(_ips(svc)), exc)
+        return restored
+
+    async def run(self) -> None:
+        informers = [self.namespaces, self.pools, self.l2ads, self.bgpads, self.services]
+        tasks: list[asyncio.Future[Any]] = [asyncio.create_task(i.run(), name=f"informer-{i.name}") for i in informers]
+        tasks.append(asyncio.create_task(self._event_sender(), name="events"))
+        try:
+            started = time.monotonic()
+            synced: asyncio.Future[Any] = asyncio.gather(*(i.synced.wait() for i in informers))
+            done, _ = await asyncio.wait([synced, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            if synced not in done:  # an informer or the event sender died: say why, do not hang
+                synced.cancel()
+                for task in done:
+                    task.result()
+                raise RuntimeError("a background task ended before the caches were filled")
+            self._rebuild_config()
+            restored = self.restore()
+            self.queued.discard(CONFIG_KEY)
+            log.info(
+                "state rebuilt: %d services, %d addresses kept, %d pools usable, in %.2f s",
+                len(self.services.items),
+                restored,
+                len(self.snapshot.pools),
+                time.monotonic() - started,
+            )
+            for key in list(self.services.items):
+                self.enqueue(key)
+            self.ready.set()
+            tasks.append(asyncio.create_task(self._status_writer(), name="status"))
+            worker = asyncio.create_task(self._worker(), name="worker")
+            done, _ = await asyncio.wait([worker, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            tasks.append(worker)
+            for task in done:
+                task.result()  # a crashed task ends the term with its exception, logged by the caller
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- the worker ------------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            self.queued.discard(key)
+            if key == CONFIG_KEY:
+                self._rebuild_config()
+                for skey in list(self.services.items):
+                    self.enqueue(skey)
+                continue
+            started = time.perf_counter()
+            try:
+                await self.reconcile(key)
+                self.retries.pop(key, None)
+            except NotLeader:
+                return
+            except (ApiError, *TRANSIENT) as exc:
+                metrics.write_errors.inc()
+                log.warning("writing %s failed (%s); will retry", key, getattr(exc, "status", exc))
+                self._retry_later(key)
+            finally:
+                metrics.reconcile_seconds.observe(time.perf_counter() - started)
+
+    async def reconcile(self, key: str) -> None:
+        svc = self.services.items.get(key)
+        if svc is None:
+            self.last_event.pop(key, None)
+            if self.allocator.release(key) is not None:
+                metrics.releases.inc()
+                self.status_dirty = True
+                log.info("released the addresses of deleted service %s", key)
+            return
+        if not self._ours(svc):
+            await self._not_ours(key, svc)
+            return
+        ns = svc["metadata"]["namespace"]
+        try:
+            req = ipam.request_from_service(svc, self.namespaces.items.get(ns))
+            alloc = self.allocator.allocate(req)
+        except ipam.IpamError as exc:
+            await self._failed(key, svc, exc)
+            return
+        ips = alloc.ips
+        if _ips(svc) != ips:
+            await self._patch_service(
+                svc, {"status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}, status=True
+            )
+            metrics.allocations.inc()
+            self.status_dirty = True
+            log.info("assigned %s to %s from pool %s", ", ".join(ips), key, alloc.pool)
+            self._event(svc, "Normal", "IPAllocated", f"Assigned IP {json.dumps(ips)} from pool {alloc.pool}")
+        if svc["metadata"]["annotations"].get(ipam.ALLOCATED_FROM_ANNOTATION) != alloc.pool:
+            await self._patch_service(
+                svc, {"metadata": {"annotations": {ipam.ALLOCATED_FROM_ANNOTATION: alloc.pool}}}, status=False
+            )
+
+    async def _failed(self, key: str, svc: Mapping[str, Any], exc: ipam.IpamError) -> None:
+        reason = exc.reason
+        message = f"{reason}: {exc}"
+        if self.last_event.get(key) != ("AllocationFailed", message):
+            metrics.allocation_errors.labels(reason=reason).inc()
+        had = self.allocator.release(key)
+        self.status_dirty = self.status_dirty or had is not None
+        if _ips(svc):
+            await self._patch_service(svc, {"status": {"loadBalancer": {"ingress": None}}}, status=True)
+        if ipam.ALLOCATED_FROM_ANNOTATION in svc["metadata"]["annotations"]:
+            await self._patch_service(
+                svc, {"metadata": {"annotations": {ipam.ALLOCATED_FROM_ANNOTATION: None}}}, status=False
+            )
+        log.warning("no address for %s: %s", key, exc)
+        self._event(svc, "Warning", "AllocationFailed", message)
+
+    async def _not_ours(self, key: str, svc: Mapping[str, Any]) -> None:
+        released = self.allocator.release(key)
+        if released is None:
+            return
+        metrics.releases.inc()
+        self.status_dirty = True
+        why = (
+            f"type is now {svc['spec'].get('type')}"
+            if svc["spec"].get("type") != "LoadBalancer"
+            else f"loadBalancerClass is {svc['spec'].get('loadBalancerClass')!r}, not ours"
+        )
+        log.info("released %s from %s: %s", ", ".join(released.ips), key, why)
+        if svc["spec"].get("type") != "LoadBalancer" and _ips(svc):
+            await self._patch_service(svc, {"status": {"loadBalancer": {"ingress": None}}}, status=True)
+        if ipam.ALLOCATED_FROM_ANNOTATION in svc["metadata"]["annotations"]:
+            await self._patch_service(
+                svc, {"metadata": {"annotations": {ipam.ALLOCATED_FROM_ANNOTATION: None}}}, status=False
+            )
+        self._event(svc, "Normal", "IPReleased", f"Released IP {json.dumps(released.ips)}: {why}")
+
+    # -- pool and advertisement status -----------------------------------------------------------
+
+    async def _status_writer(self) -> None:
+        while True:
+            await asyncio.sleep(self.status_interval)
+            if not self.status_dirty:
+                continue
+            self.status_dirty = False
+            try:
+                await self.write_config_status()
+            except NotLeader:
+                return
+            except (ApiError, *TRANSIENT) as exc:
+                metrics.write_errors.inc()
+                self.status_dirty = True
+                log.warning("writing pool status failed: %s", getattr(exc, "status", exc))
+
+    def _desired_status(self, ref: ObjectRef) -> dict[str, Any]:
+        cond = self.snapshot.conditions.get(ref)
+        status: dict[str, Any] = {}
+        if ref.kind == "IPAddressPool":
+            usable = ref.name in self.allocator.pools
+            if usable:
+                usage = self.allocator.usage(ref.name)
+                for fam in ("IPv4", "IPv6"):
+                    status[f"assigned{fam}"] = usage.used[fam]
+                    status[f"available{fam}"] = min(MAX_INT64, usage.free[fam])
+                    metrics.addresses_total.labels(pool=ref.name, family=fam).set(usage.size[fam])
+                    metrics.addresses_in_use.labels(pool=ref.name, family=fam).set(usage.used[fam])
+            else:
+                for fam in ("IPv4", "IPv6"):
+                    status[f"assigned{fam}"] = 0
+                    status[f"available{fam}"] = 0
+        if cond is not None:
+            status["conditions"] = [
+                {"type": READY, "status": cond.status, "reason": cond.reason, "message": cond.message}
+            ]
+        return status
+
+    async def write_config_status(self) -> None:
+        objects = [("IPAddressPool", IPAddressPool, o) for o in self.pools.items.values()]
+        objects += [("L2Advertisement", L2Advertisement, o) for o in self.l2ads.items.values()]
+        objects += [("BGPAdvertisement", BGPAdvertisement, o) for o in self.bgpads.items.values()]
+        for kind, resource, obj in objects:
+            meta = obj["metadata"]
+            ref = ObjectRef(kind, meta["namespace"], meta["name"])
+            desired = self._desired_status(ref)
+            cache_key = f"{kind}/{meta['uid']}"
+            previous = self.written_status.get(cache_key)
+            if previous is not None and _same_status(previous, desired):
+                continue
+            for cond in desired.get("conditions", []):
+                old = {c["type"]: c for c in (previous or {}).get("conditions", [])}.get(cond["type"])
+                if old is not None and old["status"] == cond["status"]:
+                    cond["lastTransitionTime"] = old["lastTransitionTime"]
+                else:
+                    cond["lastTransitionTime"] = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
+                cond["observedGeneration"] = meta.get("generation") or 0
+            self._check_leader()
+            await self.client.patch(
+                resource.Status,
+                meta["name"],
+                {"status": desired},
+                namespace=meta["namespace"],
+                patch_type=PatchType.MERGE,
+            )
+            self.written_status[cache_key] = desired
+            cond_obj = self.snapshot.conditions.get(ref)
+            if cond_obj is not None and cond_obj.status != "True" and self.config_events.get(ref) != cond_obj:
+                self.config_events[ref] = cond_obj
+                api_version = "metallb.io/v1beta1"
+                self._queue_event(kind, api_version, meta, kind="Warning", reason=cond_obj.reason, msg=cond_obj.message)
+                log.warning("%s %s/%s ignored: %s", kind, ref.namespace, ref.name, cond_obj.message)
+            elif cond_obj is not None and cond_obj.status == "True":
+                self.config_events.pop(ref, None)
+
+
+def _conditions_key(conds: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(c["type"], c["status"], c["reason"], c["message"]) for c in conds]
+
+
+def _same_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    strip = _conditions_key
+    return {k: v for k, v in old.items() if k != "conditions"} == {
+        k: v for k, v in new.items() if k != "conditions"
+    } and strip(old.get("conditions", [])) == strip(new.get("conditions", []))
+
+
+async def run_controller(
+    client: AsyncClient,
+    elector: LeaderElector,
+    *,
+    namespace: str,
+    lb_class: str | None,
+    stop: asyncio.Event,
+) -> None:
+    """Lead, or wait to lead; run one Controller per leadership term; stop cleanly on ``stop``."""
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        while not stop.is_set():
+            acquire = asyncio.create_task(elector.acquire())
+            await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                acquire.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acquire
+                break
+            metrics.is_leader.set(1)
+            ctl = Controller(client, elector, namespace=namespace, lb_class=lb_class, identity=elector.identity)
+            term = asyncio.create_task(ctl.run(), name="controller")
+            hold = asyncio.create_task(elector.hold(), name="lease")
+            done, _pending = await asyncio.wait({term, hold, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (term, hold):
+                task.cancel()
+            results = await asyncio.gather(term, hold, return_exceptions=True)
+            metrics.is_leader.set(0)
+            if (
+                term in done
+                and isinstance(results[0], BaseException)
+                and not isinstance(results[0], asyncio.CancelledError)
+            ):
+                raise results[0]
+            log.info("leadership term ended; standing by")
+    finally:
+        stopping.cancel()
+        await elector.release()

@@ -1,0 +1,171 @@
+"""Kubernetes access for the engine: client set-up, the metallb.io resources, list+watch caches.
+
+All HTTP goes through lightkube. An Informer keeps a local copy of one resource: it lists,
+then watches from the list's resourceVersion; a 410 Gone (history compacted) relists and
+reports what changed meanwhile; a dropped connection or an API server restart resumes the
+watch from the last version seen, with capped exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import httpx2
+from lightkube import ApiError, AsyncClient, KubeConfig
+from lightkube.config.kubeconfig import SingleConfig
+from lightkube.core.exceptions import ConfigError
+from lightkube.generic_resource import create_namespaced_resource
+
+log = logging.getLogger("onprem_lb.kube")
+
+GROUP = "metallb.io"
+IPAddressPool = create_namespaced_resource(GROUP, "v1beta1", "IPAddressPool", "ipaddresspools")
+L2Advertisement = create_namespaced_resource(GROUP, "v1beta1", "L2Advertisement", "l2advertisements")
+BGPAdvertisement = create_namespaced_resource(GROUP, "v1beta1", "BGPAdvertisement", "bgpadvertisements")
+
+# Errors that mean "the API server is not reachable right now": retry, never crash.
+TRANSIENT = (httpx2.TransportError, OSError, asyncio.TimeoutError)
+
+
+class KubeAccessError(Exception):
+    """No usable cluster credentials; the message says where we looked."""
+
+
+def load_config(kubeconfig: str | None, context: str | None = None) -> SingleConfig:
+    """kubeconfig file (flag, then KUBECONFIG), else the in-cluster service account."""
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    try:
+        if path:
+            if not Path(path).is_file():
+                raise KubeAccessError(f"kubeconfig {path} does not exist; pass --kubeconfig with a readable file")
+            single = KubeConfig.from_file(path).get(context_name=context)
+        else:
+            single = KubeConfig.from_service_account().get()
+    except (ConfigError, KeyError, ValueError, OSError) as exc:
+        where = path or "the in-cluster service account"
+        raise KubeAccessError(f"cannot use {where}: {exc}; pass --kubeconfig PATH (and --context NAME)") from None
+    if single is None:
+        raise KubeAccessError(f"{path}: no context to use; set current-context or pass --context NAME")
+    return single
+
+
+def make_client(config: SingleConfig, field_manager: str) -> AsyncClient:
+    # trust_env=False: never route API traffic through proxy variables of the host.
+    return AsyncClient(
+        config=config, field_manager=field_manager, trust_env=False, timeout=httpx2.Timeout(15.0, read=330.0)
+    )
+
+
+def key_of(meta: Mapping[str, Any]) -> str:
+    ns = meta.get("namespace")
+    return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
+
+
+def to_plain(obj: Any) -> dict[str, Any]:
+    """A lightkube object (model or generic resource) as plain dicts and lists."""
+    return obj.to_dict()  # type: ignore[no-any-return]
+
+
+T = TypeVar("T")
+
+
+class Informer(Generic[T]):
+    """A list+watch cache of one resource kind.
+
+    ``convert`` turns an API object into what is kept (None: skip it); ``on_change(key, old,
+    new)`` is called for every add (old None), update and delete (new None), including the
+    differences a relist finds.
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        resource: Any,
+        convert: Callable[[dict[str, Any]], T | None],
+        on_change: Callable[[str, T | None, T | None], None],
+        *,
+        namespace: str | None = "*",
+        name: str = "",
+        page_size: int = 500,
+    ) -> None:
+        self.client = client
+        self.resource = resource
+        self.convert = convert
+        self.on_change = on_change
+        self.namespace = namespace
+        self.name = name or resource.__name__
+        self.page_size = page_size
+        self.items: dict[str, T] = {}
+        self.synced = asyncio.Event()
+        self.relists = 0
+
+    async def _relist(self) -> str:
+        listing = self.client.list(self.resource, namespace=self.namespace, chunk_size=self.page_size)
+        fresh: dict[str, T] = {}
+        async for obj in listing:
+            plain = to_plain(obj)
+            item = self.convert(plain)
+            if item is not None:
+                fresh[key_of(plain.get("metadata") or {})] = item
+        old = self.items
+        self.items = fresh
+        self.relists += 1
+        for key in old.keys() - fresh.keys():
+            self.on_change(key, old[key], None)
+        for key, item in fresh.items():
+            if old.get(key) != item:
+                self.on_change(key, old.get(key), item)
+        return str(listing.resourceVersion)
+
+    def _apply(self, kind: str, plain: dict[str, Any]) -> None:
+        key = key_of(plain.get("metadata") or {})
+        old = self.items.get(key)
+        if kind == "DELETED":
+            if key in self.items:
+                del self.items[key]
+                self.on_change(key, old, None)
+            return
+        item = self.convert(plain)
+        if item is None:
+            if key in self.items:
+                del self.items[key]
+                self.on_change(key, old, None)
+            return
+        if old != item:
+            self.items[key] = item
+            self.on_change(key, old, item)
+
+    async def run(self) -> None:
+        version: str | None = None
+        failures = 0
+        while True:
+            try:
+                if version is None:
+                    version = await self._relist()
+                    self.synced.set()
+                    log.debug("listed %s: %d objects at version %s", self.name, len(self.items), version)
+                stream = self.client.watch(self.resource, namespace=self.namespace, resource_version=version)
+                async for kind, obj in stream:
+                    failures = 0
+                    plain = to_plain(obj)
+                    version = str((plain.get("metadata") or {}).get("resourceVersion") or version)
+                    if kind in ("ADDED", "MODIFIED", "DELETED"):
+                        self._apply(kind, plain)
+            except ApiError as exc:
+                if exc.status.code == 410:
+                    log.info("watch of %s expired (410 Gone); listing again", self.name)
+                    version = None
+                    continue
+                failures += 1
+                log.warning("watch of %s failed: %s (%s)", self.name, exc.status.message, exc.status.code)
+            except TRANSIENT as exc:
+                failures += 1
+                log.warning("watch of %s interrupted: %s", self.name, exc or type(exc).__name__)
+            # Capped exponential backoff with jitter: 0.2 s, 0.4 s, ... up to 5 s.
+            await asyncio.sleep(min(5.0, 0.1 * 2**failures) * (0.5 + random.random() / 2))  # noqa: S311

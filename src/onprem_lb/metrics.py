@@ -1,0 +1,51 @@
+"""Prometheus metrics of the controller (names prefixed onprem_lb_controller_)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+addresses_total = Gauge(
+    "onprem_lb_controller_pool_addresses_total",
+    "Addresses in a pool, per family (avoidBuggyIPs honoured)",
+    ["pool", "family"],
+    registry=REGISTRY,
+)
+addresses_in_use = Gauge(
+    "onprem_lb_controller_pool_addresses_in_use",
+    "Addresses of a pool held by at least one Service, per family",
+    ["pool", "family"],
+    registry=REGISTRY,
+)
+allocation_errors = Counter(
+    "onprem_lb_controller_allocation_errors_total",
+    "Services that could not get an address, by reason",
+    ["reason"],
+    registry=REGISTRY,
+)
+allocations = Counter("onprem_lb_controller_allocations_total", "Addresses given to Services", registry=REGISTRY)
+releases = Counter("onprem_lb_controller_releases_total", "Addresses taken back from Services", registry=REGISTRY)
+reconcile_seconds = Histogram(
+    "onprem_lb_controller_reconcile_seconds",
+    "Time to reconcile one Service (decision and API writes)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
+write_errors = Counter(
+    "onprem_lb_controller_api_write_errors_total", "API writes that failed and were retried", registry=REGISTRY
+)
+is_leader = Gauge("onprem_lb_controller_leader", "1 while this controller holds the lease", registry=REGISTRY)
+config_problems = Gauge(
+    "onprem_lb_controller_config_problems",
+    "metallb.io objects that are ignored because of a problem",
+    registry=REGISTRY,
+)
+
+
+def serve(address: str) -> None:
+    """Serve /metrics on HOST:PORT (empty: not at all)."""
+    if not address:
+        return
+    host, _, port = address.rpartition(":")
+    start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=REGISTRY)
