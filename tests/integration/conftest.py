@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from kubernetes import client, config
@@ -90,3 +93,97 @@ def namespace(api: client.ApiClient, request: pytest.FixtureRequest) -> Iterator
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     core.delete_namespace(name)
+
+
+# -- onprem-lb: CRDs, kubectl, controller processes ----------------------------------------------
+
+CRD_DIR = REPO / "roles" / "lb_controller" / "files" / "crds"
+POLICY_DIR = REPO / "roles" / "lb_controller" / "files" / "policies"
+SRC = REPO / "src"
+
+
+def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check: bool = True) -> str:
+    """Our built kubectl (the one on PATH may be another version)."""
+    out = subprocess.run(
+        [str(controlplane_bin_dir() / "kubectl"), "--kubeconfig", str(kubeconfig), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if check and out.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {out.stdout}{out.stderr}")
+    return out.stdout + (out.stderr if not check else "")
+
+
+@pytest.fixture(scope="session")
+def metallb_crds(controlplane: ControlPlane, api: client.ApiClient) -> None:
+    """The collection's metallb.io CRDs and admission policy, applied as the lb_controller role does."""
+    kubectl(controlplane.kubeconfig, "apply", "-f", str(CRD_DIR))
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        wait_established(api, path.name.removesuffix(".yaml"))
+    kubectl(controlplane.kubeconfig, "apply", "-f", str(POLICY_DIR))
+
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float = 30, interval: float = 0.1) -> T:
+    """Poll check() until it returns something truthy; bounded in time."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class LbController:
+    """One `onprem-lb controller` process, its log in a file."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path, *args: str) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        env = dict(os.environ, PYTHONPATH=str(SRC))
+        cmd = [sys.executable, "-m", "onprem_lb", "controller", "--kubeconfig", str(kubeconfig)]
+        cmd += ["--metrics-address", "", "--retry-period", "0.5", "--renew-deadline", "2", "--lease-duration", "3"]
+        self.proc = subprocess.Popen([*cmd, *args], stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, text: str, timeout: float = 30) -> None:
+        wait_for(f"{text!r} in {self.log_path}", lambda: text in self.log() or self.proc.poll() is not None, timeout)
+        if text not in self.log():
+            raise AssertionError(f"controller exited ({self.proc.returncode}) before logging {text!r}:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def lb_controller(
+    controlplane: ControlPlane, metallb_crds: None, tmp_path: Path
+) -> Iterator[Callable[..., LbController]]:
+    """Start controllers with `lb_controller(*args)`; all are stopped (SIGTERM) after the test."""
+    started: list[LbController] = []
+
+    def start(*args: str, kubeconfig: Path | None = None) -> LbController:
+        ctl = LbController(kubeconfig or controlplane.kubeconfig, tmp_path / f"controller-{len(started)}.log", *args)
+        started.append(ctl)
+        return ctl
+
+    yield start
+    for ctl in started:
+        ctl.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,37 +13,11 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .conftest import ControlPlane, wait_established
+from .conftest import ControlPlane
 
 pytestmark = pytest.mark.integration
 
 POOL_NS = "metallb-system"
-
-# A stand-in for the IPAddressPool CRD until the controller ships its own (it only needs to
-# store objects for these modules to read).
-POOL_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "ipaddresspools.metallb.io"},
-    "spec": {
-        "group": "metallb.io",
-        "scope": "Namespaced",
-        "names": {"plural": "ipaddresspools", "singular": "ipaddresspool", "kind": "IPAddressPool"},
-        "versions": [
-            {
-                "name": "v1beta1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                    }
-                },
-            }
-        ],
-    },
-}
 
 
 def run_module(module: str, args: dict[str, Any], *, check: bool = False, diff: bool = False) -> dict[str, Any]:
@@ -109,15 +84,9 @@ def test_lb_pool_rejects_bad_input_clearly(args: dict[str, Any], message: str) -
 
 
 @pytest.fixture(scope="module")
-def pools_in_cluster(controlplane: ControlPlane) -> ControlPlane:
+def pools_in_cluster(controlplane: ControlPlane, metallb_crds: None) -> Iterator[ControlPlane]:
+    """The collection's real CRDs; pools and Services as a controller would have left them."""
     api = controlplane.api_client()
-    ext = client.ApiextensionsV1Api(api)
-    try:
-        ext.create_custom_resource_definition(POOL_CRD)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    wait_established(api, "ipaddresspools.metallb.io")
     core = client.CoreV1Api(api)
     for ns in (POOL_NS, "apps"):
         try:
@@ -147,7 +116,11 @@ def pools_in_cluster(controlplane: ControlPlane) -> ControlPlane:
     core.create_namespaced_service(
         "apps", {"metadata": {"name": "ingress"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 443}]}}
     )
-    return controlplane
+    yield controlplane
+    for name in ("default", "manual"):
+        custom.delete_namespaced_custom_object("metallb.io", "v1beta1", POOL_NS, "ipaddresspools", name)
+    for svc in ("web", "db", "ingress"):
+        core.delete_namespaced_service(svc, "apps")
 
 
 def test_lb_pool_info_reports_usage_and_holders(pools_in_cluster: ControlPlane) -> None:
