@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import httpx2
+import yaml
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
 from lightkube.core.exceptions import ConfigError
@@ -47,7 +48,7 @@ def load_config(kubeconfig: str | None, context: str | None = None) -> SingleCon
             single = KubeConfig.from_file(path).get(context_name=context)
         else:
             single = KubeConfig.from_service_account().get()
-    except (ConfigError, KeyError, ValueError, OSError) as exc:
+    except (ConfigError, KeyError, ValueError, OSError, AttributeError, TypeError, yaml.YAMLError) as exc:
         where = path or "the in-cluster service account"
         raise KubeAccessError(f"cannot use {where}: {exc}; pass --kubeconfig PATH (and --context NAME)") from None
     if single is None:
