@@ -300,7 +300,13 @@ class Controller:
     # -- the worker ------------------------------------------------------------------------------
 
     async def _worker(self) -> None:
+        started, caught_up = time.monotonic(), False
         while True:
+            if not caught_up and self.queue.empty():
+                caught_up = True
+                log.info(
+                    "caught up: %d services reconciled in %.2f s", len(self.services.items), time.monotonic() - started
+                )
             key = await self.queue.get()
             self.queued.discard(key)
             if key == CONFIG_KEY:
