@@ -42,7 +42,9 @@ def kubectl(kc: Path, *args: str) -> None:
 
 
 def service(name: str) -> dict[str, Any]:
-    return {"metadata": {"name": name}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}
+    # No node ports: the NodePort range (2,768 ports) could not hold 10,000 Services.
+    spec = {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": False, "ports": [{"port": 80}]}
+    return {"metadata": {"name": name}, "spec": spec}
 
 
 def create_many(core: client.CoreV1Api, names: list[str]) -> None:

@@ -300,14 +300,18 @@ class Controller:
     # -- the worker ------------------------------------------------------------------------------
 
     async def _worker(self) -> None:
-        started, caught_up = time.monotonic(), False
+        started, caught_up, handled = time.monotonic(), False, 0
         while True:
             if not caught_up and self.queue.empty():
                 caught_up = True
                 log.info(
-                    "caught up: %d services reconciled in %.2f s", len(self.services.items), time.monotonic() - started
+                    "caught up: %d queue entries handled for %d services in %.2f s",
+                    handled,
+                    len(self.services.items),
+                    time.monotonic() - started,
                 )
             key = await self.queue.get()
+            handled += 1
             self.queued.discard(key)
             if key == CONFIG_KEY:
                 self._rebuild_config()
