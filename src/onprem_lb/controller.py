@@ -40,21 +40,25 @@ class NotLeader(Exception):
     """A write was attempted without a valid lease: it is not sent."""
 
 
+def _slim_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "uid": meta.get("uid"),
+        "creationTimestamp": str(meta.get("creationTimestamp") or ""),
+        "labels": meta.get("labels") or {},
+    }
+
+
 def slim_service(plain: dict[str, Any]) -> dict[str, Any]:
     """The fields allocation reads, nothing else (10,000 Services must fit in little memory)."""
     meta = plain.get("metadata") or {}
     spec = plain.get("spec") or {}
     ingress = ((plain.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     local = spec.get("externalTrafficPolicy") == "Local"
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(_PREFIXES)}
     return {
-        "metadata": {
-            "name": meta.get("name"),
-            "namespace": meta.get("namespace"),
-            "uid": meta.get("uid"),
-            "creationTimestamp": str(meta.get("creationTimestamp") or ""),
-            "labels": meta.get("labels") or {},
-            "annotations": {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(_PREFIXES)},
-        },
+        "metadata": {**_slim_meta(meta), "annotations": annotations},
         "spec": {
             "type": spec.get("type"),
             "loadBalancerClass": spec.get("loadBalancerClass"),
@@ -71,17 +75,7 @@ def slim_service(plain: dict[str, Any]) -> dict[str, Any]:
 
 def slim_config_object(plain: dict[str, Any]) -> dict[str, Any]:
     meta = plain.get("metadata") or {}
-    return {
-        "metadata": {
-            "name": meta.get("name"),
-            "namespace": meta.get("namespace"),
-            "uid": meta.get("uid"),
-            "creationTimestamp": str(meta.get("creationTimestamp") or ""),
-            "generation": meta.get("generation"),
-            "labels": meta.get("labels") or {},
-        },
-        "spec": plain.get("spec") or {},
-    }
+    return {"metadata": {**_slim_meta(meta), "generation": meta.get("generation")}, "spec": plain.get("spec") or {}}
 
 
 def namespace_labels(plain: dict[str, Any]) -> dict[str, str]:
@@ -183,6 +177,15 @@ class Controller:
             namespace=meta["namespace"],
             patch_type=PatchType.MERGE,
         )
+
+    async def _clear(self, svc: Mapping[str, Any], *, status: bool) -> None:
+        """Take our marks off a Service: its ingress status (when asked) and the pool annotation."""
+        if status:
+            await self._patch_service(svc, {"status": {"loadBalancer": {"ingress": None}}}, status=True)
+        if ipam.ALLOCATED_FROM_ANNOTATION in svc["metadata"]["annotations"]:
+            await self._patch_service(
+                svc, {"metadata": {"annotations": {ipam.ALLOCATED_FROM_ANNOTATION: None}}}, status=False
+            )
 
     def _event(self, svc: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         """Record an Event on the Service (once per distinct reason and message)."""
@@ -371,12 +374,7 @@ class Controller:
             metrics.allocation_errors.labels(reason=reason).inc()
         had = self.allocator.release(key)
         self.status_dirty = self.status_dirty or had is not None
-        if _ips(svc):
-            await self._patch_service(svc, {"status": {"loadBalancer": {"ingress": None}}}, status=True)
-        if ipam.ALLOCATED_FROM_ANNOTATION in svc["metadata"]["annotations"]:
-            await self._patch_service(
-                svc, {"metadata": {"annotations": {ipam.ALLOCATED_FROM_ANNOTATION: None}}}, status=False
-            )
+        await self._clear(svc, status=bool(_ips(svc)))
         log.warning("no address for %s: %s", key, exc)
         self._event(svc, "Warning", "AllocationFailed", message)
 
@@ -392,12 +390,8 @@ class Controller:
             else f"loadBalancerClass is {svc['spec'].get('loadBalancerClass')!r}, not ours"
         )
         log.info("released %s from %s: %s", ", ".join(released.ips), key, why)
-        if svc["spec"].get("type") != "LoadBalancer" and _ips(svc):
-            await self._patch_service(svc, {"status": {"loadBalancer": {"ingress": None}}}, status=True)
-        if ipam.ALLOCATED_FROM_ANNOTATION in svc["metadata"]["annotations"]:
-            await self._patch_service(
-                svc, {"metadata": {"annotations": {ipam.ALLOCATED_FROM_ANNOTATION: None}}}, status=False
-            )
+        # Another class's status is that controller's to write; a non-LoadBalancer one is stale.
+        await self._clear(svc, status=svc["spec"].get("type") != "LoadBalancer" and bool(_ips(svc)))
         self._event(svc, "Normal", "IPReleased", f"Released IP {json.dumps(released.ips)}: {why}")
 
     # -- pool and advertisement status -----------------------------------------------------------
@@ -481,11 +475,15 @@ def _conditions_key(conds: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return [(c["type"], c["status"], c["reason"], c["message"]) for c in conds]
 
 
+def _without_conditions(status: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in status.items() if k != "conditions"}
+
+
 def _same_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    strip = _conditions_key
-    return {k: v for k, v in old.items() if k != "conditions"} == {
-        k: v for k, v in new.items() if k != "conditions"
-    } and strip(old.get("conditions", [])) == strip(new.get("conditions", []))
+    """Equal but for condition timestamps and generations (those alone never warrant a write)."""
+    return _without_conditions(old) == _without_conditions(new) and _conditions_key(
+        old.get("conditions", [])
+    ) == _conditions_key(new.get("conditions", []))
 
 
 async def run_controller(
