@@ -165,6 +165,16 @@ class Informer(Generic[T]):
                     continue
                 failures += 1
                 log.warning("watch of %s failed: %s (%s)", self.name, exc.status.message, exc.status.code)
+            except httpx2.HTTPStatusError as exc:
+                # lightkube raises this (not ApiError) when the watch request itself is refused,
+                # e.g. 429 while a freshly started apiserver's watch cache is still warming up.
+                code = exc.response.status_code
+                if code == 410:
+                    log.info("watch of %s expired (410 Gone); listing again", self.name)
+                    version = None
+                    continue
+                failures += 1
+                log.warning("watch of %s refused with HTTP %d; retrying", self.name, code)
             except TRANSIENT as exc:
                 failures += 1
                 log.warning("watch of %s interrupted: %s", self.name, exc or type(exc).__name__)

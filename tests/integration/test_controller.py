@@ -388,12 +388,20 @@ def test_api_server_restart_mid_run_loses_and_duplicates_nothing(lb_controller: 
         again = run_controlplane("up", "--dir", str(directory))
         assert again.returncode == 0, again.stderr
         creator.join(180)
-        final = wait_for(
-            "150 allocations after the restart",
-            lambda: _all_allocated(core, "apps", 150),
-            90,
-            0.5,
-        )
+        try:
+            final = wait_for(
+                "150 allocations after the restart",
+                lambda: _all_allocated(core, "apps", 150),
+                90,
+                0.5,
+            )
+        except AssertionError:
+            current = _addresses(core, "apps")
+            pending = sorted(k for k, v in current.items() if not v)
+            raise AssertionError(
+                f"{len(current)} Services, pending {pending[:20]}; controller alive: {ctl.proc.poll() is None}\n"
+                f"controller log tail:\n{ctl.log()[-6000:]}"
+            ) from None
         flat = [ip for v in final.values() for ip in v]
         assert len(flat) == len(set(flat)) == 150
         assert ctl.proc.poll() is None, ctl.log()
