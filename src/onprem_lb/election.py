@@ -1,0 +1,260 @@
+"""Who announces which address in layer 2 mode: a pure function, no I/O.
+
+Every speaker runs the same function on the same inputs (config, Services, EndpointSlices,
+Nodes, the set of live speakers) and so reaches the same answer without talking to the others.
+
+A node is *eligible* for a Service address when
+  its speaker is live ∧ an L2Advertisement that selects the address's pool selects the node
+  ∧ the node is not excluded (label node.kubernetes.io/exclude-from-external-load-balancers,
+  or condition NetworkUnavailable=True)
+  ∧ the Service has at least one serving endpoint
+  ∧ (externalTrafficPolicy Local ⇒ a ready endpoint on that node).
+
+Among eligible nodes the default order is MetalLB's: ascending sha256 of ``node#ip``, so a
+mixed MetalLB/onprem-lb reading of the same cluster elects the same node. An address shared
+by several Services elects one node: the one eligible for the most of them, ties by that order.
+
+With ``spread`` the addresses are balanced: each address (taken in sha256 order of the address)
+goes to the first node of its own order that holds fewer than ceil(addresses / nodes) — the
+"bounded load" variant of rendezvous hashing. Hash order alone is lumpy with few nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from onprem_lb import ipam
+
+EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+
+@dataclass(frozen=True)
+class L2Ad:
+    """The parts of an L2Advertisement that decide where an address is announced."""
+
+    name: str
+    pools: frozenset[str] = frozenset()
+    pool_selectors: tuple[ipam.LabelSelector, ...] = ()
+    node_selectors: tuple[ipam.LabelSelector, ...] = ()
+    interfaces: tuple[str, ...] = ()  # empty: every interface
+
+    def selects_pool(self, name: str, labels: Mapping[str, str]) -> bool:
+        if not self.pools and not self.pool_selectors:
+            return True  # neither given: every pool (MetalLB's rule)
+        return name in self.pools or any(s.matches(labels) for s in self.pool_selectors)
+
+    def selects_node(self, labels: Mapping[str, str]) -> bool:
+        return not self.node_selectors or any(s.matches(labels) for s in self.node_selectors)
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, object]) -> L2Ad:
+        """Build from an L2Advertisement dict; raises ipam.IpamError on a malformed selector."""
+        meta = obj.get("metadata")
+        name = str(meta.get("name") or "") if isinstance(meta, Mapping) else ""
+        spec = obj.get("spec")
+        spec = spec if isinstance(spec, Mapping) else {}
+        where = f"L2Advertisement {name}"
+        return cls(
+            name=name,
+            pools=frozenset(str(p) for p in _list(spec.get("ipAddressPools"))),
+            pool_selectors=tuple(
+                ipam.LabelSelector.parse(s, f"{where} ipAddressPoolSelectors")
+                for s in _list(spec.get("ipAddressPoolSelectors"))
+            ),
+            node_selectors=tuple(
+                ipam.LabelSelector.parse(s, f"{where} nodeSelectors") for s in _list(spec.get("nodeSelectors"))
+            ),
+            interfaces=tuple(str(i) for i in _list(spec.get("interfaces"))),
+        )
+
+
+def _list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list) else []
+
+
+@dataclass(frozen=True)
+class NodeState:
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    network_unavailable: bool = False
+
+    @property
+    def excluded(self) -> bool:
+        return EXCLUDE_LABEL in self.labels or self.network_unavailable
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    key: str  # namespace/name
+    ips: tuple[str, ...]
+    local: bool = False  # externalTrafficPolicy: Local
+    pool: str | None = None  # from metallb.io/ip-allocated-from-pool, when set
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    serving: bool = False  # at least one serving endpoint anywhere
+    ready_nodes: frozenset[str] = frozenset()  # nodes with a ready endpoint
+
+
+@dataclass(frozen=True)
+class Announcement:
+    ip: str
+    node: str
+    interfaces: tuple[str, ...]  # empty: every interface
+    services: tuple[str, ...]
+
+
+def order_key(node: str, ip: str) -> bytes:
+    """MetalLB's layer 2 order: the node with the smallest sha256(node#ip) announces."""
+    return hashlib.sha256(f"{node}#{ip}".encode()).digest()
+
+
+def _eligible(
+    svc: ServiceState,
+    ip: str,
+    *,
+    pool_of: Callable[[str], str | None],
+    pool_labels: Mapping[str, Mapping[str, str]],
+    ads: Sequence[L2Ad],
+    nodes: Mapping[str, NodeState],
+    live: Iterable[str],
+    endpoints: Endpoints,
+) -> dict[str, tuple[str, ...]]:
+    """Eligible node → interfaces (empty tuple: all) for one address of one Service."""
+    pool = svc.pool or pool_of(ip)
+    if pool is None or not endpoints.serving:
+        return {}
+    labels = pool_labels.get(pool, {})
+    selecting = [ad for ad in ads if ad.selects_pool(pool, labels)]
+    out: dict[str, tuple[str, ...]] = {}
+    for name in live:
+        node = nodes.get(name)
+        if node is None or node.excluded:
+            continue
+        if svc.local and name not in endpoints.ready_nodes:
+            continue
+        mine = [ad for ad in selecting if ad.selects_node(node.labels)]
+        if not mine:
+            continue
+        if any(not ad.interfaces for ad in mine):
+            out[name] = ()
+        else:
+            out[name] = tuple(sorted({i for ad in mine for i in ad.interfaces}))
+    return out
+
+
+def elect(
+    services: Iterable[ServiceState],
+    *,
+    endpoints: Mapping[str, Endpoints],
+    nodes: Mapping[str, NodeState],
+    live: Iterable[str],
+    ads: Sequence[L2Ad],
+    pool_of: Callable[[str], str | None],
+    pool_labels: Mapping[str, Mapping[str, str]] | None = None,
+    spread: bool = False,
+) -> dict[str, Announcement]:
+    """Address → the one node that announces it (addresses with no eligible node are absent)."""
+    live_set = frozenset(live)
+    labels = pool_labels or {}
+    # Per address: node → (services it is eligible for, interfaces).
+    per_ip: dict[str, dict[str, tuple[list[str], set[str] | None]]] = {}
+    holders: dict[str, list[str]] = {}
+    for svc in services:
+        eps = endpoints.get(svc.key, Endpoints())
+        for ip in svc.ips:
+            holders.setdefault(ip, []).append(svc.key)
+            cands = per_ip.setdefault(ip, {})
+            eligible = _eligible(
+                svc, ip, pool_of=pool_of, pool_labels=labels, ads=ads, nodes=nodes, live=live_set, endpoints=eps
+            )
+            for node, ifaces in eligible.items():
+                served, known = cands.setdefault(node, ([], set()))
+                served.append(svc.key)
+                if known is None or not ifaces:
+                    cands[node] = (served, None)  # None: every interface
+                else:
+                    known.update(ifaces)
+
+    ranked: dict[str, list[str]] = {}
+    for ip, cands in per_ip.items():
+        if not cands:
+            continue
+        best = max(len(served) for served, _ in cands.values())
+        top = [n for n, (served, _) in cands.items() if len(served) == best]
+        ranked[ip] = sorted(top, key=lambda n, ip=ip: order_key(n, ip))
+
+    chosen = _spread(ranked) if spread else {ip: names[0] for ip, names in ranked.items()}
+    out: dict[str, Announcement] = {}
+    for ip, node in chosen.items():
+        _served, ifaces = per_ip[ip][node]
+        out[ip] = Announcement(
+            ip=ip,
+            node=node,
+            interfaces=() if ifaces is None else tuple(sorted(ifaces)),
+            services=tuple(sorted(holders[ip])),
+        )
+    return out
+
+
+def _spread(ranked: Mapping[str, list[str]]) -> dict[str, str]:
+    nodes = {n for names in ranked.values() for n in names}
+    if not nodes:
+        return {}
+    cap = math.ceil(len(ranked) / len(nodes))
+    load: dict[str, int] = dict.fromkeys(nodes, 0)
+    chosen: dict[str, str] = {}
+    for ip in sorted(ranked, key=lambda a: hashlib.sha256(a.encode()).digest()):
+        names = ranked[ip]
+        pick = next((n for n in names if load[n] < cap), None)
+        if pick is None:  # every candidate is full: the least loaded, first in order on ties
+            pick = min(names, key=lambda n: load[n])
+        load[pick] += 1
+        chosen[ip] = pick
+    return chosen
+
+
+def endpoints_from_slices(slices: Iterable[Mapping[str, object]]) -> Endpoints:
+    """Summarise the EndpointSlices of one Service (discovery.k8s.io/v1 dicts).
+
+    An endpoint is ready unless conditions.ready is false (the API's rule: nil means ready);
+    it is serving when conditions.serving is true, or ready when serving is not reported.
+    """
+    serving = False
+    ready_nodes: set[str] = set()
+    for slc in slices:
+        eps = slc.get("endpoints")
+        for ep in eps if isinstance(eps, list) else []:
+            if not isinstance(ep, Mapping):
+                continue
+            cond = ep.get("conditions")
+            cond = cond if isinstance(cond, Mapping) else {}
+            ready = cond.get("ready") is not False
+            is_serving = cond.get("serving") is True or ("serving" not in cond and ready)
+            serving = serving or is_serving or ready
+            node = ep.get("nodeName")
+            if ready and isinstance(node, str) and node:
+                ready_nodes.add(node)
+    return Endpoints(serving=serving, ready_nodes=frozenset(ready_nodes))
+
+
+def node_state(obj: Mapping[str, object]) -> NodeState:
+    """NodeState from a Node dict."""
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    labels = meta.get("labels")
+    status = obj.get("status")
+    conds = status.get("conditions") if isinstance(status, Mapping) else None
+    unavailable = any(
+        isinstance(c, Mapping) and c.get("type") == "NetworkUnavailable" and c.get("status") == "True"
+        for c in (conds if isinstance(conds, list) else [])
+    )
+    return NodeState(
+        name=str(meta.get("name") or ""),
+        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {},
+        network_unavailable=unavailable,
+    )
