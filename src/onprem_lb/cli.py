@@ -1,4 +1,4 @@
-"""The `onprem-lb` command: controller, convert-configmap, version."""
+"""The `onprem-lb` command: controller, speaker, convert-configmap, version."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from typing import Any
 
 import yaml
 
-from onprem_lb import __version__, kube, legacy, metrics
+from onprem_lb import __version__, kube, l2, legacy, metrics, speaker
 from onprem_lb.controller import COMPONENT, run_controller
 from onprem_lb.leader import LeaderElector
+from onprem_lb.members import Members
 
 
 class JsonFormatter(logging.Formatter):
@@ -63,6 +64,31 @@ def _parser() -> argparse.ArgumentParser:
     ctl.add_argument("--retry-period", type=float, default=2.0, help="seconds (default 2)")
     ctl.add_argument("--metrics-address", default="127.0.0.1:7472", help="HOST:PORT for /metrics; empty: off")
     ctl.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    spk = sub.add_parser("speaker", help="announce this node's addresses (layer 2: ARP and NDP)")
+    spk.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
+    spk.add_argument("--context", help="kubeconfig context (default: the current one)")
+    spk.add_argument("--namespace", default="metallb-system", help="namespace of the metallb.io objects and Leases")
+    spk.add_argument("--node-name", default=os.environ.get("NODE_NAME", ""), help="this node (default: $NODE_NAME)")
+    spk.add_argument(
+        "--heartbeat-address",
+        default=os.environ.get("ONPREM_LB_HEARTBEAT_ADDRESS", ""),
+        help="HOST:PORT this speaker receives heartbeats on, reachable from the other nodes (e.g. NODE_IP:7946)",
+    )
+    spk.add_argument("--heartbeat-interval", type=float, default=0.2, help="seconds between heartbeats (default 0.2)")
+    spk.add_argument("--dead-after", type=float, default=1.0, help="a silent peer is dead after (default 1.0 s)")
+    spk.add_argument("--secret-file", help="file with a shared secret: heartbeats are signed (HMAC-SHA256)")
+    spk.add_argument("--lb-class", default="", help="spec.loadBalancerClass served (default: none, like MetalLB)")
+    spk.add_argument("--spread", action="store_true", help="balance addresses evenly across eligible nodes")
+    spk.add_argument("--no-probe", action="store_true", help="skip the conflict probe before a first announcement")
+    spk.add_argument("--lease-duration", type=float, default=10.0, help="seconds (default 10)")
+    spk.add_argument("--renew-deadline", type=float, default=6.0, help="go quiet after this long unrenewed (default 6)")
+    spk.add_argument("--renew-period", type=float, default=2.0, help="seconds between renewals (default 2)")
+    spk.add_argument("--handover-timeout", type=float, default=2.0, help="longest planned handover (default 2 s)")
+    spk.add_argument("--garp-count", type=int, default=3, help="gratuitous ARP/NA rounds on takeover (default 3)")
+    spk.add_argument("--garp-interval", type=float, default=0.2, help="seconds between those rounds (default 0.2)")
+    spk.add_argument("--metrics-address", default="127.0.0.1:7473", help="HOST:PORT for /metrics; empty: off")
+    spk.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     conv = sub.add_parser("convert-configmap", help="print metallb.io objects for a legacy MetalLB ConfigMap")
     conv.add_argument("file", help="the ConfigMap manifest (or its bare `config` value); - for stdin")
@@ -125,6 +151,82 @@ async def _controller(args: argparse.Namespace) -> int:
     return 0
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise ValueError(f"--heartbeat-address {text!r} is not HOST:PORT (e.g. 192.0.2.11:7946)")
+    return host.strip("[]"), int(port)
+
+
+async def _speaker(args: argparse.Namespace) -> int:
+    log = logging.getLogger("onprem_lb")
+    try:
+        if not args.node_name:
+            raise ValueError("no node name: pass --node-name or set NODE_NAME (the Node object's name)")
+        if not args.heartbeat_address:
+            raise ValueError("no heartbeat address: pass --heartbeat-address NODE_IP:7946")
+        heartbeat = _host_port(args.heartbeat_address)
+        secret = Path(args.secret_file).read_bytes().strip() if args.secret_file else None
+        if args.secret_file and not secret:
+            raise ValueError(f"secret file {args.secret_file} is empty")
+        config = kube.load_config(args.kubeconfig, args.context)
+        client = kube.make_client(config, speaker.COMPONENT)
+        spk: speaker.Speaker | None = None
+        members = Members(args.node_name, interval=args.heartbeat_interval, dead_after=args.dead_after, secret=secret)
+        announcer = l2.Announcer(
+            garp_count=args.garp_count,
+            garp_interval=args.garp_interval,
+            on_request=lambda p: metrics.l2_requests.labels(p).inc(),
+            on_reply=lambda p: metrics.l2_replies.labels(p).inc(),
+            on_gratuitous=lambda p: metrics.l2_gratuitous.labels(p).inc(),
+        )
+        announcer.refresh_links()
+        spk = speaker.Speaker(
+            client,
+            node=args.node_name,
+            namespace=args.namespace,
+            heartbeat=heartbeat,
+            members=members,
+            announcer=announcer,
+            lb_class=args.lb_class or None,
+            spread=args.spread,
+            lease_duration=args.lease_duration,
+            renew_deadline=args.renew_deadline,
+            renew_period=args.renew_period,
+            handover_timeout=args.handover_timeout,
+            probe=not args.no_probe,
+        )
+        members.owned = lambda: spk.current if spk else ()
+        members.on_change = spk.changed.set
+        metrics.serve(args.metrics_address, metrics.SPEAKER)
+    except kube.KubeAccessError as exc:
+        print(f"onprem-lb speaker: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
+        print(f"onprem-lb speaker: {exc}", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "onprem-lb speaker %s starting: node %s, heartbeats on %s, interfaces %s",
+        __version__,
+        args.node_name,
+        args.heartbeat_address,
+        ", ".join(sorted(announcer.links)) or "(none)",
+    )
+    try:
+        await spk.run(stop)
+    except OSError as exc:
+        print(f"onprem-lb speaker: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await client.close()
+    log.info("stopped")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -133,4 +235,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "convert-configmap":
         return _convert(args)
     _setup_logging(args.log_level)
+    if args.command == "speaker":
+        return asyncio.run(_speaker(args))
     return asyncio.run(_controller(args))

@@ -21,6 +21,7 @@ goes to the first node of its own order that holds fewer than ceil(addresses / n
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -186,19 +187,23 @@ def elect(
             continue
         best = max(len(served) for served, _ in cands.values())
         top = [n for n, (served, _) in cands.items() if len(served) == best]
-        ranked[ip] = sorted(top, key=lambda n, ip=ip: order_key(n, ip))
+        ranked[ip] = sorted(top, key=functools.partial(_order_for, ip))
 
     chosen = _spread(ranked) if spread else {ip: names[0] for ip, names in ranked.items()}
     out: dict[str, Announcement] = {}
     for ip, node in chosen.items():
-        _served, ifaces = per_ip[ip][node]
+        _served, chosen_ifaces = per_ip[ip][node]
         out[ip] = Announcement(
             ip=ip,
             node=node,
-            interfaces=() if ifaces is None else tuple(sorted(ifaces)),
+            interfaces=() if chosen_ifaces is None else tuple(sorted(chosen_ifaces)),
             services=tuple(sorted(holders[ip])),
         )
     return out
+
+
+def _order_for(ip: str, node: str) -> bytes:
+    return order_key(node, ip)
 
 
 def _spread(ranked: Mapping[str, list[str]]) -> dict[str, str]:

@@ -29,6 +29,7 @@ GROUP = "metallb.io"
 IPAddressPool = create_namespaced_resource(GROUP, "v1beta1", "IPAddressPool", "ipaddresspools")
 L2Advertisement = create_namespaced_resource(GROUP, "v1beta1", "L2Advertisement", "l2advertisements")
 BGPAdvertisement = create_namespaced_resource(GROUP, "v1beta1", "BGPAdvertisement", "bgpadvertisements")
+ServiceL2Status = create_namespaced_resource(GROUP, "v1beta1", "ServiceL2Status", "servicel2statuses")
 
 # Errors that mean "the API server is not reachable right now": retry, never crash.
 TRANSIENT = (httpx2.TransportError, OSError, asyncio.TimeoutError)

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the controller (names prefixed onprem_lb_controller_)."""
+"""Prometheus metrics: the controller's (onprem_lb_controller_*) and the speaker's (onprem_lb_speaker_*),
+each in its own registry so a process exports only its own."""
 
 from __future__ import annotations
 
@@ -43,9 +44,44 @@ config_problems = Gauge(
 )
 
 
-def serve(address: str) -> None:
+def serve(address: str, registry: CollectorRegistry = REGISTRY) -> None:
     """Serve /metrics on HOST:PORT (empty: not at all)."""
     if not address:
         return
     host, _, port = address.rpartition(":")
-    start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=REGISTRY)
+    start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
+
+
+SPEAKER = CollectorRegistry(auto_describe=True)
+l2_requests = Counter(
+    "onprem_lb_speaker_l2_requests_total",
+    "ARP requests / neighbour solicitations received",
+    ["protocol"],
+    registry=SPEAKER,
+)
+l2_replies = Counter(
+    "onprem_lb_speaker_l2_replies_total", "Answers sent for owned addresses", ["protocol"], registry=SPEAKER
+)
+l2_gratuitous = Counter(
+    "onprem_lb_speaker_l2_gratuitous_total",
+    "Gratuitous ARP / unsolicited neighbour advertisement rounds sent (per interface)",
+    ["protocol"],
+    registry=SPEAKER,
+)
+owned_addresses = Gauge("onprem_lb_speaker_owned_addresses", "Addresses this node announces now", registry=SPEAKER)
+owner_changes = Counter(
+    "onprem_lb_speaker_owner_changes_total", "Addresses this node took over or gave up", ["change"], registry=SPEAKER
+)
+reannounce_seconds = Histogram(
+    "onprem_lb_speaker_reannounce_seconds",
+    "Takeover after a failure: time from the previous owner's last heartbeat to our first announcement",
+    buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
+    registry=SPEAKER,
+)
+live_speakers = Gauge("onprem_lb_speaker_live_speakers", "Speakers this node sees as live", registry=SPEAKER)
+fenced = Gauge(
+    "onprem_lb_speaker_fenced", "1 while this speaker cannot renew its Lease and announces nothing", registry=SPEAKER
+)
+conflicts = Counter(
+    "onprem_lb_speaker_address_conflicts_total", "Probes that found another host using an address", registry=SPEAKER
+)

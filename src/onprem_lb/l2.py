@@ -1,0 +1,487 @@
+"""Layer 2 announcing: answer ARP and IPv6 neighbour solicitations for owned addresses.
+
+The packet edge of the speaker. Frames are built and parsed by small pure functions (tested
+without sockets); ``Announcer`` owns the raw AF_PACKET sockets, one ARP and one IPv6 socket
+per interface in use, read from the asyncio loop. It answers
+
+- ARP requests (broadcast and unicast, probes included) whose target is an owned IPv4 address;
+- neighbour solicitations (multicast to the solicited-node group, and unicast NUD probes)
+  whose target is an owned IPv6 address, after joining the solicited-node group (the kernel
+  then sends the MLD reports that snooping switches need);
+
+only on the interfaces chosen for that address. On taking an address it sends a burst of
+gratuitous ARP / unsolicited neighbour advertisements; before the first announcement of an
+address nobody else claims, ``probe`` looks for another host answering (RFC 5227 / DAD).
+
+Interfaces are found with ioctls in the current network namespace (no /sys: that can show
+another namespace's view).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import fcntl
+import ipaddress
+import logging
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+log = logging.getLogger("onprem_lb.l2")
+
+ETH_P_ARP = 0x0806
+ETH_P_IPV6 = 0x86DD
+PACKET_OUTGOING = 4
+SIOCGIFFLAGS = 0x8913
+SIOCGIFHWADDR = 0x8927
+IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x1, 0x8, 0x40
+SO_ATTACH_FILTER = 26
+BROADCAST = b"\xff" * 6
+ZERO_MAC = b"\x00" * 6
+ND_NS, ND_NA = 135, 136
+ALL_NODES = ipaddress.IPv6Address("ff02::1").packed
+
+# Classic BPF on the IPv6 socket: keep ICMPv6 (next header 58) neighbour solicitations and
+# advertisements (type 135/136, no extension headers: RFC 4861 forbids none, but NDP never
+# carries them in practice), drop the rest in the kernel.
+_NDP_FILTER = [
+    (0x30, 0, 0, 20),  # ldb [20]: IPv6 next header
+    (0x15, 0, 4, 58),  # ICMPv6? else drop
+    (0x30, 0, 0, 54),  # ldb [54]: ICMPv6 type
+    (0x15, 1, 0, ND_NS),
+    (0x15, 0, 1, ND_NA),
+    (0x06, 0, 0, 0xFFFF),  # accept
+    (0x06, 0, 0, 0),  # drop
+]
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    index: int
+    mac: bytes
+    up: bool
+
+
+def _ifreq(name: str) -> bytes:
+    return struct.pack("16s24x", name.encode()[:15])
+
+
+def links() -> dict[str, Link]:
+    """Non-loopback interfaces of this network namespace."""
+    out: dict[str, Link] = {}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for index, name in socket.if_nameindex():
+            try:
+                flags = struct.unpack_from("H", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, _ifreq(name)), 16)[0]
+                hw = fcntl.ioctl(s.fileno(), SIOCGIFHWADDR, _ifreq(name))
+            except OSError:
+                continue  # gone meanwhile
+            if flags & IFF_LOOPBACK:
+                continue
+            mac = hw[18:24]
+            out[name] = Link(name, index, mac, bool(flags & IFF_UP and flags & IFF_RUNNING))
+    return out
+
+
+def mac_text(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in mac)
+
+
+# ---------------------------------------------------------------- frames (pure)
+
+
+@dataclass(frozen=True)
+class Arp:
+    op: int
+    sha: bytes
+    spa: bytes
+    tha: bytes
+    tpa: bytes
+    eth_src: bytes
+
+
+def parse_arp(frame: bytes) -> Arp | None:
+    """An Ethernet/IPv4 ARP frame, or None."""
+    if len(frame) < 42 or frame[12:14] != b"\x08\x06":
+        return None
+    htype, ptype, hlen, plen, op = struct.unpack_from("!HHBBH", frame, 14)
+    if htype != 1 or ptype != 0x0800 or hlen != 6 or plen != 4:
+        return None
+    return Arp(op, frame[22:28], frame[28:32], frame[32:38], frame[38:42], frame[6:12])
+
+
+def build_arp(op: int, src_mac: bytes, spa: bytes, tha: bytes, tpa: bytes, *, dst_mac: bytes) -> bytes:
+    eth = dst_mac + src_mac + b"\x08\x06"
+    return eth + struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + src_mac + spa + tha + tpa
+
+
+def arp_reply(req: Arp, mac: bytes) -> bytes:
+    """Our answer to a request for ``req.tpa``, sent straight back to the asker."""
+    return build_arp(2, mac, req.tpa, req.sha, req.spa, dst_mac=req.sha)
+
+
+def gratuitous_arp(mac: bytes, ip: bytes) -> list[bytes]:
+    """Both forms (request and reply, sender = target = ip), broadcast: some hosts heed only one."""
+    return [
+        build_arp(1, mac, ip, ZERO_MAC, ip, dst_mac=BROADCAST),
+        build_arp(2, mac, ip, BROADCAST, ip, dst_mac=BROADCAST),
+    ]
+
+
+def arp_probe(mac: bytes, ip: bytes) -> bytes:
+    """RFC 5227 probe: sender address 0.0.0.0, target the address we want."""
+    return build_arp(1, mac, b"\x00" * 4, ZERO_MAC, ip, dst_mac=BROADCAST)
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _ipv6_frame(src_mac: bytes, dst_mac: bytes, src: bytes, dst: bytes, icmp: bytes) -> bytes:
+    pseudo = src + dst + struct.pack("!I3xB", len(icmp), 58)
+    csum = _checksum(pseudo + icmp)
+    icmp = icmp[:2] + struct.pack("!H", csum) + icmp[4:]
+    header = struct.pack("!IHBB", 6 << 28, len(icmp), 58, 255) + src + dst
+    return dst_mac + src_mac + b"\x86\xdd" + header + icmp
+
+
+def multicast_mac(group: bytes) -> bytes:
+    return b"\x33\x33" + group[12:16]
+
+
+def solicited_node(ip: bytes) -> bytes:
+    return ipaddress.IPv6Address("ff02::1:ff00:0").packed[:13] + ip[13:16]
+
+
+@dataclass(frozen=True)
+class Ndp:
+    type: int
+    eth_src: bytes
+    src: bytes
+    dst: bytes
+    target: bytes
+    flags: int  # NA: R S O bits in the top byte
+
+
+def parse_ndp(frame: bytes) -> Ndp | None:
+    """A neighbour solicitation or advertisement (hop limit 255, code 0), or None."""
+    if len(frame) < 78 or frame[12:14] != b"\x86\xdd" or frame[20] != 58 or frame[21] != 255:
+        return None
+    icmp_type, code = frame[54], frame[55]
+    if icmp_type not in (ND_NS, ND_NA) or code != 0:
+        return None
+    return Ndp(icmp_type, frame[6:12], frame[22:38], frame[38:54], frame[62:78], frame[58])
+
+
+def neighbour_advert(
+    mac: bytes, target: bytes, dst: bytes, dst_mac: bytes, *, solicited: bool, override: bool = True
+) -> bytes:
+    flags = (0x40 if solicited else 0) | (0x20 if override else 0)
+    icmp = struct.pack("!BBHB3x", ND_NA, 0, 0, flags) + target + struct.pack("!BB", 2, 1) + mac
+    return _ipv6_frame(mac, dst_mac, target, dst, icmp)
+
+
+def na_reply(ns: Ndp, mac: bytes) -> bytes:
+    """Answer to a solicitation: unicast to the asker, or to all-nodes when it asked from ::."""
+    if ns.src == bytes(16):  # duplicate address detection by someone else: defend, to all nodes
+        return neighbour_advert(mac, ns.target, ALL_NODES, multicast_mac(ALL_NODES), solicited=False)
+    return neighbour_advert(mac, ns.target, ns.src, ns.eth_src, solicited=True)
+
+
+def unsolicited_na(mac: bytes, target: bytes) -> bytes:
+    return neighbour_advert(mac, target, ALL_NODES, multicast_mac(ALL_NODES), solicited=False)
+
+
+def dad_probe(mac: bytes, target: bytes) -> bytes:
+    """Duplicate address detection: NS from :: to the target's solicited-node group, no option."""
+    group = solicited_node(target)
+    icmp = struct.pack("!BBH4x", ND_NS, 0, 0) + target
+    return _ipv6_frame(mac, multicast_mac(group), bytes(16), group, icmp)
+
+
+def packed(ip: str) -> bytes:
+    return ipaddress.ip_address(ip).packed
+
+
+# ---------------------------------------------------------------- sockets
+
+
+class _Port:
+    """The sockets of one interface."""
+
+    def __init__(self, link: Link, loop: asyncio.AbstractEventLoop, on_frame: Callable[[_Port, bytes], None]) -> None:
+        self.link = link
+        self.loop = loop
+        self.on_frame = on_frame
+        self.arp = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+        self.arp.bind((link.name, ETH_P_ARP))
+        self.ndp = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IPV6))
+        self._filter = _attach_filter(self.ndp, _NDP_FILTER)
+        self.ndp.bind((link.name, ETH_P_IPV6))
+        self.mcast = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        self.groups: dict[bytes, int] = {}  # solicited-node group -> owned addresses using it
+        for s in (self.arp, self.ndp):
+            s.setblocking(False)
+            _drain(s)
+            loop.add_reader(s.fileno(), self._readable, s)
+
+    def _readable(self, sock: socket.socket) -> None:
+        for _ in range(64):  # bounded per wake-up, the loop stays fair
+            try:
+                frame, addr = sock.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("receive on %s failed: %s", self.link.name, exc)
+                return
+            if addr[2] != PACKET_OUTGOING:
+                self.on_frame(self, frame)
+
+    def send(self, frame: bytes) -> None:
+        try:
+            (self.ndp if frame[12:14] == b"\x86\xdd" else self.arp).send(frame)
+        except OSError as exc:
+            log.warning("send on %s failed: %s", self.link.name, exc)
+
+    def join(self, ip: bytes) -> None:
+        group = solicited_node(ip)
+        self.groups[group] = self.groups.get(group, 0) + 1
+        if self.groups[group] == 1:
+            self._membership(socket.IPV6_JOIN_GROUP, group)
+
+    def leave(self, ip: bytes) -> None:
+        group = solicited_node(ip)
+        left = self.groups.get(group, 0) - 1
+        if left > 0:
+            self.groups[group] = left
+            return
+        self.groups.pop(group, None)
+        self._membership(socket.IPV6_LEAVE_GROUP, group)
+
+    def _membership(self, option: int, group: bytes) -> None:
+        try:
+            self.mcast.setsockopt(socket.IPPROTO_IPV6, option, group + struct.pack("@I", self.link.index))
+        except OSError as exc:
+            log.warning("multicast group change on %s failed: %s", self.link.name, exc)
+
+    def close(self) -> None:
+        for s in (self.arp, self.ndp):
+            self.loop.remove_reader(s.fileno())
+            s.close()
+        self.mcast.close()
+
+
+def _attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> ctypes.Array[ctypes.c_char]:
+    code = b"".join(struct.pack("HBBI", *ins) for ins in program)
+    buf = ctypes.create_string_buffer(code)
+    prog = struct.pack("HL", len(program), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
+    return buf  # keep alive with the socket
+
+
+def _drain(sock: socket.socket) -> None:
+    for _ in range(10000):  # frames that arrived before the filter was attached
+        try:
+            sock.recv(2048)
+        except (BlockingIOError, InterruptedError):
+            return
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    replies: int = 0
+    gratuitous: int = 0
+
+
+class Announcer:
+    """Answers for the owned addresses on their interfaces; sends announcements and probes."""
+
+    def __init__(
+        self,
+        *,
+        garp_count: int = 3,
+        garp_interval: float = 0.2,
+        on_request: Callable[[str], None] | None = None,
+        on_reply: Callable[[str], None] | None = None,
+        on_gratuitous: Callable[[str], None] | None = None,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.garp_count = garp_count
+        self.garp_interval = garp_interval
+        self.ports: dict[str, _Port] = {}
+        self.links: dict[str, Link] = {}
+        self.owned: dict[bytes, tuple[str, ...]] = {}  # address -> interfaces (empty: all)
+        self._probing: dict[bytes, asyncio.Future[str]] = {}
+        self._bursts: set[asyncio.Task[None]] = set()
+        self.stats = Stats()
+        self._on_request = on_request or (lambda _f: None)
+        self._on_reply = on_reply or (lambda _f: None)
+        self._on_gratuitous = on_gratuitous or (lambda _f: None)
+
+    # -- interfaces
+
+    def refresh_links(self) -> None:
+        self.links = links()
+        for name in list(self.ports):
+            link = self.links.get(name)
+            if link is None or link.mac != self.ports[name].link.mac:
+                self.ports.pop(name).close()
+
+    def _selected(self, wanted: tuple[str, ...]) -> list[_Port]:
+        names = wanted or tuple(n for n, link in self.links.items() if link.up)
+        out = []
+        for name in names:
+            link = self.links.get(name)
+            if link is None or not link.up:
+                continue
+            port = self.ports.get(name)
+            if port is None:
+                try:
+                    port = self.ports[name] = _Port(link, self.loop, self._frame)
+                except OSError as exc:
+                    log.warning("cannot open raw sockets on %s: %s", name, exc)
+                    continue
+            out.append(port)
+        return out
+
+    def interfaces_for(self, ip: str) -> list[str]:
+        wanted = self.owned.get(packed(ip))
+        return [] if wanted is None else [p.link.name for p in self._selected(wanted)]
+
+    # -- ownership
+
+    def set_owned(self, desired: Mapping[str, tuple[str, ...]]) -> tuple[list[str], list[str]]:
+        """Answer for exactly ``desired`` (address -> interfaces) from now on; announce the new ones.
+
+        Returns (added, removed) addresses.
+        """
+        want = {packed(ip): tuple(ifaces) for ip, ifaces in desired.items()}
+        removed = [k for k in self.owned if k not in want]
+        added = [k for k, v in want.items() if self.owned.get(k) != v]
+        for key in removed:
+            self._unjoin(key, self.owned.pop(key))
+        for key in added:
+            old = self.owned.get(key)
+            if old is not None:
+                self._unjoin(key, old)
+            self.owned[key] = want[key]
+            if len(key) == 16:
+                for port in self._selected(want[key]):
+                    port.join(key)
+            self._burst(key)
+        return [_text(k) for k in added], [_text(k) for k in removed]
+
+    def _unjoin(self, key: bytes, ifaces: tuple[str, ...]) -> None:
+        if len(key) == 16:
+            for port in self._selected(ifaces):
+                port.leave(key)
+
+    def _burst(self, key: bytes) -> None:
+        task = self.loop.create_task(self._announce(key))
+        self._bursts.add(task)
+        task.add_done_callback(self._bursts.discard)
+
+    async def _announce(self, key: bytes) -> None:
+        for i in range(self.garp_count):
+            ifaces = self.owned.get(key)
+            if ifaces is None:
+                return  # given up meanwhile
+            for port in self._selected(ifaces):
+                frames = gratuitous_arp(port.link.mac, key) if len(key) == 4 else [unsolicited_na(port.link.mac, key)]
+                for frame in frames:
+                    port.send(frame)
+                self.stats.gratuitous += 1
+                self._on_gratuitous("arp" if len(key) == 4 else "ndp")
+            if i + 1 < self.garp_count:
+                await asyncio.sleep(self.garp_interval)
+
+    async def probe(self, ip: str, interfaces: tuple[str, ...], timeout: float = 0.3) -> str | None:
+        """Ask whether another host answers for ``ip``; its MAC when one does, else None."""
+        key = packed(ip)
+        if key in self._probing:
+            return await asyncio.shield(self._probing[key])
+        fut: asyncio.Future[str] = self.loop.create_future()
+        self._probing[key] = fut
+        try:
+            ports = self._selected(interfaces)
+            deadline = time.monotonic() + timeout
+            for _ in range(2):
+                for port in ports:
+                    port.send(arp_probe(port.link.mac, key) if len(key) == 4 else dad_probe(port.link.mac, key))
+                try:
+                    wait = max(0.0, min(timeout / 2, deadline - time.monotonic()))
+                    return await asyncio.wait_for(asyncio.shield(fut), wait) or None
+                except TimeoutError:
+                    continue
+            return None
+        finally:
+            self._probing.pop(key, None)
+            if not fut.done():
+                fut.set_result("")
+
+    # -- receive path
+
+    def _frame(self, port: _Port, frame: bytes) -> None:
+        if frame[12:14] == b"\x08\x06":
+            arp = parse_arp(frame)
+            if arp is None:
+                return
+            if self._probing and arp.sha != port.link.mac:
+                self._conflict(arp.spa, arp.sha)
+            if arp.op != 1:
+                return
+            self.stats.requests += 1
+            self._on_request("arp")
+            if self._answers(arp.tpa, port) and arp.spa != arp.tpa:  # not someone's own gratuitous ARP
+                port.send(arp_reply(arp, port.link.mac))
+                self.stats.replies += 1
+                self._on_reply("arp")
+            return
+        ndp = parse_ndp(frame)
+        if ndp is None:
+            return
+        if ndp.type == ND_NA:
+            if self._probing and ndp.eth_src != port.link.mac:
+                self._conflict(ndp.target, ndp.eth_src)
+            return
+        self.stats.requests += 1
+        self._on_request("ndp")
+        if self._answers(ndp.target, port):
+            port.send(na_reply(ndp, port.link.mac))
+            self.stats.replies += 1
+            self._on_reply("ndp")
+
+    def _answers(self, ip: bytes, port: _Port) -> bool:
+        ifaces = self.owned.get(ip)
+        return ifaces is not None and (not ifaces or port.link.name in ifaces)
+
+    def _conflict(self, ip: bytes, mac: bytes) -> None:
+        fut = self._probing.get(ip)
+        if fut is not None and not fut.done():
+            fut.set_result(mac_text(mac))
+
+    def close(self) -> None:
+        self.set_owned({})
+        for task in self._bursts:
+            task.cancel()
+        for port in self.ports.values():
+            port.close()
+        self.ports.clear()
+
+
+def _text(key: bytes) -> str:
+    return str(ipaddress.ip_address(key))
+
+
+def owned_text(owned: Iterable[bytes]) -> list[str]:
+    return sorted(_text(k) for k in owned)

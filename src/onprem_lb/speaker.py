@@ -1,0 +1,599 @@
+"""`onprem-lb speaker`: announce the addresses this node owns in layer 2 mode.
+
+Inputs come from list+watch caches (Services, EndpointSlices, Nodes, pools, L2Advertisements,
+speaker Leases); who owns what is ``election.elect``; the packets are ``l2.Announcer``.
+
+Liveness: each speaker renews its own Lease ``speaker-<node>`` (the authority) and sends UDP
+heartbeats (``members``) to the speakers whose Leases it sees. A peer is live while its Lease is
+valid *and* its heartbeats arrive. A speaker that cannot renew its Lease within the renew
+deadline announces nothing (self-fencing): the others take over once its Lease runs out,
+which is later than the deadline, so two owners never coexist after convergence.
+
+Handover: a speaker that loses an address keeps answering until the new owner's heartbeat
+claims it (or the handover timeout passes); on SIGTERM it tells its peers it is leaving, waits
+for them to claim its addresses, then goes quiet and deletes its Lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from lightkube import ApiError, AsyncClient
+from lightkube.models.coordination_v1 import LeaseSpec
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.coordination_v1 import Lease
+from lightkube.resources.core_v1 import Event, Node, Service
+from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.types import PatchType
+
+from onprem_lb import election, ipam, l2, metrics
+from onprem_lb.config import build_config
+from onprem_lb.kube import TRANSIENT, Informer, IPAddressPool, L2Advertisement, ServiceL2Status, key_of
+
+log = logging.getLogger("onprem_lb.speaker")
+COMPONENT = "onprem-lb-speaker"
+HEARTBEAT_ANNOTATION = "onprem-lb.io/heartbeat-address"
+SPEAKER_LABEL = "app.kubernetes.io/component"
+NODE_LABEL = "metallb.io/node"
+SVC_NAME_LABEL = "metallb.io/service-name"
+SVC_NS_LABEL = "metallb.io/service-namespace"
+
+
+def _slim_service(plain: dict[str, Any]) -> election.ServiceState | None:
+    spec = plain.get("spec") or {}
+    if spec.get("type") != "LoadBalancer":
+        return None
+    meta = plain.get("metadata") or {}
+    ingress = ((plain.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    ips = tuple(e["ip"] for e in ingress if e.get("ip"))
+    if not ips:
+        return None
+    annotations = meta.get("annotations") or {}
+    return election.ServiceState(
+        key=key_of(meta),
+        ips=ips,
+        local=spec.get("externalTrafficPolicy") == "Local",
+        pool=annotations.get(ipam.ALLOCATED_FROM_ANNOTATION) or None,
+    )
+
+
+def _service_class(plain: dict[str, Any]) -> str | None:
+    return (plain.get("spec") or {}).get("loadBalancerClass") or None
+
+
+class Speaker:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        node: str,
+        namespace: str,
+        heartbeat: tuple[str, int],
+        members: Any,
+        announcer: l2.Announcer,
+        lb_class: str | None = None,
+        spread: bool = False,
+        lease_duration: float = 10.0,
+        renew_deadline: float = 6.0,
+        renew_period: float = 2.0,
+        handover_timeout: float = 2.0,
+        probe: bool = True,
+    ) -> None:
+        if not renew_period < renew_deadline < lease_duration:
+            raise ValueError("need renew period < renew deadline < lease duration")
+        self.client = client
+        self.node = node
+        self.namespace = namespace
+        self.heartbeat = heartbeat
+        self.members = members
+        self.announcer = announcer
+        self.lb_class = lb_class
+        self.spread = spread
+        self.lease_duration = lease_duration
+        self.renew_deadline = renew_deadline
+        self.renew_period = renew_period
+        self.handover_timeout = handover_timeout
+        self.probe_first = probe
+        self.lease_name = f"speaker-{node}"
+        self._renewed_until = 0.0  # monotonic deadline from the last successful renewal
+        self._lease_seen: dict[str, tuple[str, float, float]] = {}  # node -> (renewTime, observed at, duration)
+        self.leaving = False
+        self.changed = asyncio.Event()
+        self.services = Informer(client, Service, self._convert_service, self._touch, name="services")
+        self.slices: Informer[tuple[str, election.Endpoints]] = Informer(
+            client, EndpointSlice, self._convert_slice, self._slice_changed, name="endpointslices"
+        )
+        self.nodes = Informer(client, Node, election.node_state, self._touch, namespace=None, name="nodes")
+        self.pools = Informer(client, IPAddressPool, _plain, self._touch, namespace=namespace, name="ipaddresspools")
+        self.l2ads = Informer(client, L2Advertisement, _plain, self._touch, namespace=namespace, name="l2ads")
+        self.leases = Informer(
+            client, Lease, self._convert_lease, self._lease_changed, namespace=namespace, name="leases"
+        )
+        self.statuses = Informer(
+            client, ServiceL2Status, self._convert_status, self._touch, namespace=namespace, name="servicel2statuses"
+        )
+        self.endpoints: dict[str, dict[str, election.Endpoints]] = {}  # service -> slice -> summary
+        self.current: dict[str, election.Announcement] = {}  # our announcements (address -> decision)
+        self.winners: dict[str, election.Announcement] = {}
+        self.releasing: dict[str, float] = {}  # address -> monotonic deadline while handing over
+        self.blocked: dict[str, float] = {}  # address -> retry time after a conflict
+        self.probing: set[str] = set()
+        self.announced_once: set[str] = set()
+        self.taken_at: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._status_dirty = asyncio.Event()
+        self._events: asyncio.Queue[Event] = asyncio.Queue(maxsize=1000)
+
+    # -- caches ----------------------------------------------------------------------------------
+
+    def _touch(self, *_args: Any) -> None:
+        self.changed.set()
+
+    def _convert_service(self, plain: dict[str, Any]) -> election.ServiceState | None:
+        if _service_class(plain) != self.lb_class:
+            return None
+        return _slim_service(plain)
+
+    def _convert_slice(self, plain: dict[str, Any]) -> tuple[str, election.Endpoints] | None:
+        meta = plain.get("metadata") or {}
+        svc = (meta.get("labels") or {}).get("kubernetes.io/service-name")
+        if not svc:
+            return None
+        return f"{meta.get('namespace')}/{svc}", election.endpoints_from_slices([plain])
+
+    def _slice_changed(self, key: str, old: Any, new: Any) -> None:
+        if old is not None:
+            self.endpoints.get(old[0], {}).pop(key, None)
+        if new is not None:
+            self.endpoints.setdefault(new[0], {})[key] = new[1]
+        self.changed.set()
+
+    def _convert_lease(self, plain: dict[str, Any]) -> dict[str, Any] | None:
+        meta = plain.get("metadata") or {}
+        if (meta.get("labels") or {}).get(SPEAKER_LABEL) != "speaker":
+            return None
+        spec = plain.get("spec") or {}
+        address = (meta.get("annotations") or {}).get(HEARTBEAT_ANNOTATION, "")
+        host, _, port = address.rpartition(":")
+        return {
+            "node": spec.get("holderIdentity") or "",
+            "renew": str(spec.get("renewTime") or ""),
+            "duration": float(spec.get("leaseDurationSeconds") or self.lease_duration),
+            "address": (host.strip("[]"), int(port)) if port.isdigit() else None,
+        }
+
+    def _lease_changed(self, _key: str, _old: Any, new: Any) -> None:
+        now = time.monotonic()
+        seen: dict[str, tuple[str, float, float]] = {}
+        addresses: dict[str, tuple[str, int]] = {}
+        for lease in self.leases.items.values():
+            node = lease["node"]
+            if not node:
+                continue
+            before = self._lease_seen.get(node)
+            observed = before[1] if before and before[0] == lease["renew"] else now
+            seen[node] = (lease["renew"], observed, lease["duration"])
+            if lease["address"]:
+                addresses[node] = lease["address"]
+        self._lease_seen = seen
+        self.members.set_addresses(addresses)
+        self.changed.set()
+
+    def _convert_status(self, plain: dict[str, Any]) -> dict[str, Any] | None:
+        meta = plain.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if NODE_LABEL not in labels:
+            return None
+        return {"name": meta.get("name"), "labels": labels, "status": plain.get("status") or {}}
+
+    # -- liveness --------------------------------------------------------------------------------
+
+    def lease_ok(self) -> bool:
+        return time.monotonic() < self._renewed_until
+
+    def _lease_valid(self, node: str) -> bool:
+        seen = self._lease_seen.get(node)
+        return seen is not None and time.monotonic() < seen[1] + seen[2]
+
+    def live(self) -> set[str]:
+        out = {n for n in self.members.alive_peers() if self._lease_valid(n)}
+        if self.lease_ok() and not self.leaving:
+            out.add(self.node)
+        return out
+
+    async def _renew_once(self) -> bool:
+        started = time.monotonic()
+        now = dt.datetime.now(dt.UTC)
+        meta = ObjectMeta(
+            name=self.lease_name,
+            namespace=self.namespace,
+            labels={SPEAKER_LABEL: "speaker", "app.kubernetes.io/name": "onprem-lb"},
+            annotations={HEARTBEAT_ANNOTATION: _join_host_port(*self.heartbeat)},
+        )
+        spec = LeaseSpec(holderIdentity=self.node, leaseDurationSeconds=int(self.lease_duration), renewTime=now)
+        try:
+            try:
+                await self.client.patch(
+                    Lease,
+                    self.lease_name,
+                    {"metadata": {"annotations": meta.annotations, "labels": meta.labels}, "spec": spec.to_dict()},
+                    namespace=self.namespace,
+                    patch_type=PatchType.MERGE,
+                )
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise
+                await self.client.create(Lease(metadata=meta, spec=LeaseSpec(**{**spec.to_dict(), "acquireTime": now})))
+        except (ApiError, *TRANSIENT) as exc:
+            log.warning("renewing lease %s failed: %s", self.lease_name, getattr(exc, "status", exc))
+            return False
+        was_ok = self.lease_ok()
+        self._renewed_until = started + self.renew_deadline
+        if not was_ok:
+            log.info("lease %s/%s renewed; announcing allowed", self.namespace, self.lease_name)
+            metrics.fenced.set(0)
+            self.changed.set()
+        return True
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await self._renew_once()
+            await asyncio.sleep(self.renew_period)
+
+    async def _fence_watch(self) -> None:
+        """Go quiet as soon as the renew deadline passes without a renewal."""
+        fenced = False
+        while True:
+            ok = self.lease_ok()
+            if not ok and not fenced and self._renewed_until:
+                log.error("cannot renew lease %s: announcing nothing until the API server answers", self.lease_name)
+                metrics.fenced.set(1)
+                self.changed.set()
+            fenced = not ok
+            await asyncio.sleep(min(0.1, self.renew_period / 4))
+
+    # -- the decision ----------------------------------------------------------------------------
+
+    def _config(self) -> tuple[list[election.L2Ad], Any, dict[str, dict[str, str]]]:
+        pools_objs = list(self.pools.items.values())
+        snapshot = build_config(pools_objs)
+        pool_labels = {
+            str(o["metadata"]["name"]): dict(o["metadata"].get("labels") or {})
+            for o in pools_objs
+            if isinstance(o.get("metadata"), dict)
+        }
+        ads = []
+        for obj in self.l2ads.items.values():
+            try:
+                ads.append(election.L2Ad.from_object(obj))
+            except ipam.IpamError as exc:
+                log.warning("ignoring %s", exc)
+        pools = snapshot.pools
+
+        def pool_of(ip: str) -> str | None:
+            version, value = ipam.parse_address(ip)
+            return next((p.name for p in pools if p.contains(version, value)), None)
+
+        return ads, pool_of, pool_labels
+
+    def decide(self) -> dict[str, election.Announcement]:
+        ads, pool_of, pool_labels = self._config()
+        endpoints = {
+            svc: election.Endpoints(
+                serving=any(e.serving for e in parts.values()),
+                ready_nodes=frozenset().union(*(e.ready_nodes for e in parts.values())),
+            )
+            for svc, parts in self.endpoints.items()
+        }
+        nodes = {n.name: n for n in self.nodes.items.values()}
+        live = self.live()
+        metrics.live_speakers.set(len(live))
+        return election.elect(
+            self.services.items.values(),
+            endpoints=endpoints,
+            nodes=nodes,
+            live=live,
+            ads=ads,
+            pool_of=pool_of,
+            pool_labels=pool_labels,
+            spread=self.spread,
+        )
+
+    def apply(self) -> None:
+        """Bring the announcer in line with the election, handing over gently."""
+        now = time.monotonic()
+        self.winners = self.decide()
+        mine = {ip: a for ip, a in self.winners.items() if a.node == self.node}
+        if not self.lease_ok():
+            mine = {}
+            self.releasing.clear()
+        desired: dict[str, tuple[str, ...]] = {}
+        for ip, ann in mine.items():
+            self.releasing.pop(ip, None)
+            if ip in self.current:
+                desired[ip] = ann.interfaces
+                continue
+            if self.blocked.get(ip, 0) > now or ip in self.probing:
+                continue
+            previous = self.members.last_claim(ip)
+            if self.probe_first and previous is None and ip not in self.announced_once:
+                self._spawn(self._probe_then_take(ip, ann))
+                continue
+            desired[ip] = ann.interfaces
+            if previous is not None and not self.members.alive(previous.node):
+                metrics.reannounce_seconds.observe(max(0.0, now - previous.last_seen))
+        for ip in list(self.current):
+            if ip in desired or not self.lease_ok():
+                continue
+            winner = self.winners.get(ip)
+            deadline = self.releasing.setdefault(ip, now + self.handover_timeout)
+            new_owner_claims = winner is not None and winner.node in self.members.claimed_by(ip)
+            if winner is not None and not new_owner_claims and now < deadline:
+                desired[ip] = self.current[ip].interfaces  # keep answering until the next owner does
+            else:
+                self.releasing.pop(ip, None)
+        self._set(desired, mine)
+
+    def _set(self, desired: Mapping[str, tuple[str, ...]], mine: Mapping[str, election.Announcement]) -> None:
+        added, removed = self.announcer.set_owned(desired)
+        for ip in added:
+            if ip not in self.current:
+                metrics.owner_changes.labels("taken").inc()
+                self.announced_once.add(ip)
+                self.taken_at[ip] = time.monotonic()
+                log.info("announcing %s on %s", ip, ", ".join(self.announcer.interfaces_for(ip)) or "no interface")
+        for ip in removed:
+            metrics.owner_changes.labels("given_up").inc()
+            log.info("stopped announcing %s", ip)
+        new_current = {ip: mine.get(ip) or self.current[ip] for ip in desired}
+        for ip, ann in new_current.items():
+            if ip not in self.current:
+                for svc in ann.services:
+                    message = f'announcing from node "{self.node}" with protocol "layer2"'
+                    self._event(svc, "Normal", "nodeAssigned", message)
+        self.current = new_current
+        metrics.owned_addresses.set(len(self.current))
+        if added or removed:
+            self.members.beat_now()
+            self._status_dirty.set()
+        if self.releasing:
+            self._later(0.1)
+
+    async def _probe_then_take(self, ip: str, ann: election.Announcement) -> None:
+        self.probing.add(ip)
+        try:
+            other = await self.announcer.probe(ip, ann.interfaces)
+        finally:
+            self.probing.discard(ip)
+        if other:
+            metrics.conflicts.inc()
+            self.blocked[ip] = time.monotonic() + 30.0
+            log.warning("not announcing %s: host %s already answers for it", ip, other)
+            for svc in ann.services:
+                self._event(
+                    svc,
+                    "Warning",
+                    "AddressConflict",
+                    f"{ip} is already in use by another host (MAC {other}) on the network; not announced "
+                    "from this node. Remove the address from that host or from the pool; retrying in 30 s",
+                )
+            self._later(30.0)
+            return
+        self.announced_once.add(ip)
+        self.changed.set()
+
+    def _later(self, delay: float) -> None:
+        async def wake() -> None:
+            await asyncio.sleep(delay)
+            self.changed.set()
+
+        self._spawn(wake())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- events and status -----------------------------------------------------------------------
+
+    def _event(self, svc_key: str, kind: str, reason: str, message: str) -> None:
+        ns, _, name = svc_key.partition("/")
+        now = dt.datetime.now(dt.UTC)
+        event = Event(
+            metadata=ObjectMeta(generateName=f"{name}.", namespace=ns),
+            involvedObject=ObjectReference(kind="Service", apiVersion="v1", name=name, namespace=ns),
+            reason=reason,
+            message=message[:1024],
+            type=kind,
+            source=EventSource(component=COMPONENT, host=self.node),
+            reportingComponent=COMPONENT,
+            reportingInstance=self.node,
+            firstTimestamp=now,
+            lastTimestamp=now,
+            count=1,
+        )
+        with contextlib.suppress(asyncio.QueueFull):
+            self._events.put_nowait(event)
+
+    async def _event_sender(self) -> None:
+        while True:
+            event = await self._events.get()
+            try:
+                await self.client.create(event)
+            except (ApiError, *TRANSIENT) as exc:
+                log.warning("could not record event %s: %s", event.reason, getattr(exc, "status", exc))
+
+    def _desired_statuses(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for ip, ann in self.current.items():
+            ifaces = self.announcer.interfaces_for(ip)
+            for svc in ann.services:
+                ns, _, name = svc.partition("/")
+                key = status_name(svc, self.node)
+                entry = out.setdefault(
+                    key,
+                    {
+                        "labels": {NODE_LABEL: self.node, SVC_NAME_LABEL: name, SVC_NS_LABEL: ns},
+                        "status": {"node": self.node, "serviceName": name, "serviceNamespace": ns, "interfaces": []},
+                    },
+                )
+                names = {i["name"] for i in entry["status"]["interfaces"]} | set(ifaces)
+                entry["status"]["interfaces"] = [{"name": n} for n in sorted(names)]
+        return out
+
+    async def _status_writer(self) -> None:
+        """ServiceL2Status objects: ours for what we announce; stale ones of dead nodes removed."""
+        while True:
+            await self._status_dirty.wait()
+            self._status_dirty.clear()
+            await asyncio.sleep(0.2)  # coalesce bursts
+            if not self.lease_ok():
+                continue
+            try:
+                await self._write_statuses()
+            except (ApiError, *TRANSIENT) as exc:
+                log.warning("writing ServiceL2Status failed (%s); retrying", getattr(exc, "status", exc))
+                self._status_dirty.set()
+                await asyncio.sleep(1.0)
+
+    async def _write_statuses(self) -> None:
+        desired = self._desired_statuses()
+        live = self.live()
+        mine_services = {(e["labels"][SVC_NS_LABEL], e["labels"][SVC_NAME_LABEL]) for e in desired.values()}
+        for key, have in list(self.statuses.items.items()):
+            name = have["name"]
+            owner = have["labels"].get(NODE_LABEL)
+            svc = (have["labels"].get(SVC_NS_LABEL), have["labels"].get(SVC_NAME_LABEL))
+            stale_mine = owner == self.node and name not in desired
+            stale_dead = owner != self.node and owner not in live and svc in mine_services
+            if stale_mine or stale_dead:
+                with contextlib.suppress(ApiError):
+                    await self.client.delete(ServiceL2Status, name, namespace=self.namespace)
+                self.statuses.items.pop(key, None)
+        for name, entry in desired.items():
+            have = self.statuses.items.get(f"{self.namespace}/{name}")
+            if have is None:
+                obj = ServiceL2Status(
+                    metadata=ObjectMeta(name=name, namespace=self.namespace, labels=entry["labels"]), spec={}
+                )
+                try:
+                    await self.client.create(obj)
+                except ApiError as exc:
+                    if exc.status.code != 409:
+                        raise
+            if have is None or have["status"] != entry["status"]:
+                await self.client.patch(
+                    ServiceL2Status.Status,
+                    name,
+                    {"status": entry["status"]},
+                    namespace=self.namespace,
+                    patch_type=PatchType.MERGE,
+                )
+
+    async def _delete_own_statuses(self) -> None:
+        for have in list(self.statuses.items.values()):
+            if have["labels"].get(NODE_LABEL) == self.node:
+                with contextlib.suppress(ApiError, *TRANSIENT):
+                    await self.client.delete(ServiceL2Status, have["name"], namespace=self.namespace)
+
+    # -- main loop -------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        informers = [self.services, self.slices, self.nodes, self.pools, self.l2ads, self.leases, self.statuses]
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: self.members, local_addr=self.heartbeat)
+        tasks = [asyncio.create_task(i.run(), name=f"informer-{i.name}") for i in informers]
+        tasks += [
+            asyncio.create_task(self.members.run(), name="heartbeats"),
+            asyncio.create_task(self._renew_loop(), name="lease"),
+            asyncio.create_task(self._fence_watch(), name="fence"),
+            asyncio.create_task(self._event_sender(), name="events"),
+            asyncio.create_task(self._status_writer(), name="status"),
+        ]
+        try:
+            synced = asyncio.gather(*(i.synced.wait() for i in informers))
+            await _first(synced, stop, *tasks)
+            if stop.is_set():
+                return
+            # Hear the others before deciding anything, or we would claim what they announce.
+            await _first(asyncio.ensure_future(asyncio.sleep(self.members.dead_after)), stop, *tasks)
+            log.info(
+                "speaker ready: %d services, %d live speakers (%s)",
+                len(self.services.items),
+                len(self.live()),
+                ", ".join(sorted(self.live())),
+            )
+            self.changed.set()
+            while not stop.is_set():
+                waiter = asyncio.ensure_future(self.changed.wait())
+                await _first(waiter, stop, *tasks)
+                self.changed.clear()
+                await asyncio.sleep(0.005)  # coalesce a burst of watch events into one decision
+                self.changed.clear()
+                self.apply()
+            await self._hand_over()
+        finally:
+            for task in [*tasks, *self._tasks]:
+                task.cancel()
+            await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
+            self.announcer.close()
+            transport.close()
+
+    async def _hand_over(self) -> None:
+        """Planned stop: peers take our addresses first, then we go quiet and drop our Lease."""
+        self.leaving = True
+        owned = set(self.current)
+        log.info("stopping: handing over %d addresses", len(owned))
+        await self.members.leave()
+        deadline = time.monotonic() + self.handover_timeout
+        while owned and time.monotonic() < deadline:
+            self.winners = self.decide()
+            pending = {
+                ip for ip in owned if ip in self.winners and self.winners[ip].node not in self.members.claimed_by(ip)
+            }
+            if not pending:
+                break
+            await asyncio.sleep(0.02)
+        self.announcer.set_owned({})
+        self.current = {}
+        metrics.owned_addresses.set(0)
+        await self._delete_own_statuses()
+        with contextlib.suppress(ApiError, *TRANSIENT):
+            await self.client.delete(Lease, self.lease_name, namespace=self.namespace)
+        log.info("handed over; quiet")
+
+
+async def _first(main: asyncio.Future[Any], stop: asyncio.Event, *background: asyncio.Task[Any]) -> None:
+    """Wait for ``main`` or ``stop``; a background task that ends first is an error worth raising."""
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait([main, stopping, *background], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    for task in done:
+        if task in background:
+            task.result()
+            raise RuntimeError(f"background task {task.get_name()} ended")
+    if main not in done:
+        main.cancel()
+
+
+def _plain(plain: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": plain.get("metadata") or {}, "spec": plain.get("spec") or {}}
+
+
+def _join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def status_name(svc_key: str, node: str) -> str:
+    """Deterministic ServiceL2Status name per (Service, node): one writer per object."""
+    return "l2-" + hashlib.sha256(f"{svc_key}#{node}".encode()).hexdigest()[:16]
