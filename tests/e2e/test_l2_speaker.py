@@ -304,16 +304,17 @@ def test_random_speaker_kills_never_leave_two_owners(lab: L2Lab, ns: str) -> Non
     history: list[str] = []
     while time.monotonic() < deadline and rounds < 500:
         rounds += 1
-        node = rng.choice(NODES)
-        spk = lab.speakers.get(node)
-        running = [n for n, s in lab.speakers.items() if s.alive()]
-        if spk is not None and spk.alive() and len(running) > 1:
-            sig = rng.choice([signal.SIGKILL, signal.SIGKILL, signal.SIGTERM])
-            spk.stop(sig)
-            history.append(f"{node}:{sig.name}")
-        else:
+        running = [n for n in NODES if n in lab.speakers and lab.speakers[n].alive()]
+        stopped = [n for n in NODES if n not in running]
+        if stopped and (len(running) <= 1 or rng.random() < 0.5):
+            node = rng.choice(stopped)
             lab.start_speaker(node)
             history.append(f"{node}:start")
+        else:
+            node = rng.choice(running)
+            sig = rng.choice([signal.SIGKILL, signal.SIGKILL, signal.SIGTERM])
+            lab.speakers[node].stop(sig)
+            history.append(f"{node}:{sig.name}")
         time.sleep(rng.uniform(0.0, 1.5))
         live = [n for n, s in lab.speakers.items() if s.alive()]
         # after convergence (a killed peer is dead after 1 s, a new one is ready after ~2 s):
