@@ -44,7 +44,7 @@ collection-link:
 lint: venv collection-link
 	ruff check .
 	ruff format --check .
-	mypy plugins src/onprem_lb tests bench lab/bin/controlplane
+	mypy plugins src/onprem_lb tests bench lab/bin/controlplane lab/bin/netlab lab/bin/l2probe
 	ansible-lint --profile production
 
 build: venv
