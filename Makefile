@@ -44,7 +44,8 @@ collection-link:
 lint: venv collection-link
 	ruff check .
 	ruff format --check .
-	mypy plugins src/onprem_lb tests bench lab/bin/controlplane lab/bin/netlab lab/bin/l2probe
+	mypy plugins src/onprem_lb tests bench
+	for script in lab/bin/controlplane lab/bin/netlab lab/bin/l2probe; do mypy $$script; done
 	ansible-lint --profile production
 
 build: venv

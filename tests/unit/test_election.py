@@ -10,6 +10,7 @@ import pytest
 
 from onprem_lb import election
 from onprem_lb.election import Endpoints, L2Ad, NodeState, ServiceState
+from onprem_lb.ipam import IpamError, LabelSelector
 
 NODES = {n: NodeState(n, {"kubernetes.io/hostname": n, "zone": z}) for n, z in [("n1", "a"), ("n2", "a"), ("n3", "b")]}
 ALL = ("n1", "n2", "n3")
@@ -63,26 +64,26 @@ CASES: list[tuple[str, dict[str, Any], set[str]]] = [
     ("advertisement names the pool", {"ads": [L2Ad("x", pools=frozenset({"lab"}))]}, {"n1", "n2", "n3"}),
     (
         "pool selector matches",
-        {"ads": [L2Ad("x", pool_selectors=(election.ipam.LabelSelector.parse({"matchLabels": {"t": "1"}}, "t"),))],
+        {"ads": [L2Ad("x", pool_selectors=(LabelSelector.parse({"matchLabels": {"t": "1"}}, "t"),))],
          "pool_labels": {"lab": {"t": "1"}}},
         {"n1", "n2", "n3"},
     ),
     (
         "pool selector does not match",
-        {"ads": [L2Ad("x", pool_selectors=(election.ipam.LabelSelector.parse({"matchLabels": {"t": "1"}}, "t"),))],
+        {"ads": [L2Ad("x", pool_selectors=(LabelSelector.parse({"matchLabels": {"t": "1"}}, "t"),))],
          "pool_labels": {"lab": {"t": "2"}}},
         set(),
     ),
     (
         "nodeSelectors zone a",
-        {"ads": [L2Ad("x", node_selectors=(election.ipam.LabelSelector.parse({"matchLabels": {"zone": "a"}}, "t"),))]},
+        {"ads": [L2Ad("x", node_selectors=(LabelSelector.parse({"matchLabels": {"zone": "a"}}, "t"),))]},
         {"n1", "n2"},
     ),
     (
         "two ads: union of their nodes",
         {"ads": [
-            L2Ad("x", node_selectors=(election.ipam.LabelSelector.parse({"matchLabels": {"zone": "b"}}, "t"),)),
-            L2Ad("y", node_selectors=(election.ipam.LabelSelector.parse(
+            L2Ad("x", node_selectors=(LabelSelector.parse({"matchLabels": {"zone": "b"}}, "t"),)),
+            L2Ad("y", node_selectors=(LabelSelector.parse(
                 {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]}]}, "t"),)),
         ]},
         {"n1", "n3"},
@@ -151,7 +152,7 @@ def test_interfaces_union_and_all() -> None:
     only_b = L2Ad(
         "b",
         interfaces=("eth9",),
-        node_selectors=(election.ipam.LabelSelector.parse({"matchLabels": {"zone": "b"}}, "t"),),
+        node_selectors=(LabelSelector.parse({"matchLabels": {"zone": "b"}}, "t"),),
     )
     got = run([ServiceState("ns/a", (ip,))], ads=[L2Ad("x", interfaces=("eth1",)), only_b])[ip]
     assert got.interfaces == (("eth1", "eth9") if got.node == "n3" else ("eth1",))
@@ -215,5 +216,5 @@ def test_node_state_and_advertisement_parsing() -> None:
     )  # fmt: skip
     assert ad.pools == {"p"} and ad.interfaces == ("eth0",) and ad.selects_node({"zone": "a"})
     assert not ad.selects_node({"zone": "b"})
-    with pytest.raises(election.ipam.IpamError):
+    with pytest.raises(IpamError):
         L2Ad.from_object({"metadata": {"name": "bad"}, "spec": {"nodeSelectors": [{"matchExpressions": "x"}]}})
