@@ -212,3 +212,24 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
     garbage.write_text("this is not a kubeconfig")
     broken = _cli("controller", "--kubeconfig", str(garbage))
     assert broken.returncode == 2 and "Traceback" not in broken.stderr and "cannot use" in broken.stderr
+
+
+def test_speaker_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
+    no_node = _cli("speaker", "--heartbeat-address", "192.0.2.11:7946", "--kubeconfig", str(tmp_path / "kc"))
+    assert no_node.returncode == 2
+    assert (
+        no_node.stderr.strip()
+        == "onprem-lb speaker: no node name: pass --node-name or set NODE_NAME (the Node object's name)"
+    )
+    bad_addr = _cli("speaker", "--node-name", "n1", "--heartbeat-address", "192.0.2.11")
+    assert bad_addr.returncode == 2 and "is not HOST:PORT (e.g. 192.0.2.11:7946)" in bad_addr.stderr
+    empty = tmp_path / "secret"
+    empty.write_text("\n")
+    no_secret = _cli("speaker", "--node-name", "n1", "--heartbeat-address", "192.0.2.11:7946",
+                     "--secret-file", str(empty))  # fmt: skip
+    assert no_secret.returncode == 2 and f"secret file {empty} is empty" in no_secret.stderr
+    missing = _cli("speaker", "--node-name", "n1", "--heartbeat-address", "192.0.2.11:7946",
+                   "--kubeconfig", str(tmp_path / "nope"))  # fmt: skip
+    assert missing.returncode == 2 and "does not exist; pass --kubeconfig" in missing.stderr
+    for result in (no_node, bad_addr, no_secret, missing):
+        assert "Traceback" not in result.stderr
