@@ -197,6 +197,7 @@ async def _speaker(args: argparse.Namespace) -> int:
             probe=not args.no_probe,
         )
         members.owned = lambda: spk.current if spk else ()
+        members.fenced = lambda: not spk.lease_ok() if spk else True
         members.on_change = spk.changed.set
         metrics.serve(args.metrics_address, metrics.SPEAKER)
     except kube.KubeAccessError as exc:

@@ -7,7 +7,9 @@ not heard from for ``dead_after`` is dead. Failover speed is set by these two nu
 costs no API writes at all.
 
 A heartbeat carries the addresses its sender announces right now, so a new owner knows the
-previous owner (no conflict probe needed) and a leaving owner knows when it may go quiet.
+previous owner (no conflict probe needed) and a leaving owner knows when it may go quiet. It
+also says when its sender is fenced (cannot renew its Lease, so announces nothing): the others
+then take over at once instead of waiting for that Lease to run out.
 With a shared secret the datagrams carry an HMAC-SHA256 and unsigned ones are dropped.
 """
 
@@ -34,6 +36,7 @@ class Peer:
     seq: int = -1
     last_seen: float = 0.0
     leaving: bool = False
+    fenced: bool = False
     owned: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -65,6 +68,7 @@ class Members(asyncio.DatagramProtocol):
         dead_after: float = 1.0,
         secret: bytes | None = None,
         owned: Callable[[], Iterable[str]] = lambda: (),
+        fenced: Callable[[], bool] = lambda: False,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         if not 0 < interval < dead_after:
@@ -75,6 +79,7 @@ class Members(asyncio.DatagramProtocol):
         self.dead_after = dead_after
         self.secret = secret
         self.owned = owned
+        self.fenced = fenced
         self.on_change = on_change
         self.peers: dict[str, Peer] = {}
         self.addresses: dict[str, tuple[str, int]] = {}  # node -> heartbeat address (from Leases)
@@ -100,12 +105,13 @@ class Members(asyncio.DatagramProtocol):
         if inc < peer.incarnation or (inc == peer.incarnation and seq <= peer.seq):
             return  # reordered or from a previous life
         was_alive = self.alive(node)
-        old_owned, old_leaving = peer.owned, peer.leaving
+        before = (peer.owned, peer.leaving, peer.fenced)
         peer.incarnation, peer.seq, peer.last_seen = inc, seq, time.monotonic()
         peer.leaving = bool(msg.get("leaving"))
+        peer.fenced = bool(msg.get("fenced"))
         owned = msg.get("owned")
         peer.owned = frozenset(str(a) for a in owned) if isinstance(owned, list) else frozenset()
-        if was_alive != self.alive(node) or old_owned != peer.owned or old_leaving != peer.leaving:
+        if was_alive != self.alive(node) or before != (peer.owned, peer.leaving, peer.fenced):
             self._alive = self._compute_alive()
             self.on_change()
 
@@ -116,6 +122,7 @@ class Members(asyncio.DatagramProtocol):
         return (
             peer is not None
             and not peer.leaving
+            and not peer.fenced
             and node in self.addresses
             and time.monotonic() - peer.last_seen < self.dead_after
         )
@@ -147,6 +154,7 @@ class Members(asyncio.DatagramProtocol):
             "inc": self.incarnation,
             "seq": self._seq,
             "leaving": self.leaving,
+            "fenced": self.fenced(),
             "owned": sorted(self.owned()),
         }
         data = encode(msg, self.secret)

@@ -106,6 +106,7 @@ class Speaker:
         self._renewed_until = 0.0  # monotonic deadline from the last successful renewal
         self._lease_seen: dict[str, tuple[str, float, float]] = {}  # node -> (renewTime, observed at, duration)
         self.leaving = False
+        self.ready = False
         self.changed = asyncio.Event()
         self.services = Informer(client, Service, self._convert_service, self._touch, name="services")
         self.slices: Informer[tuple[str, election.Endpoints]] = Informer(
@@ -241,6 +242,7 @@ class Speaker:
             log.info("lease %s/%s renewed; announcing allowed", self.namespace, self.lease_name)
             metrics.fenced.set(0)
             self.changed.set()
+            self.members.beat_now()
         return True
 
     async def _renew_loop(self) -> None:
@@ -256,7 +258,9 @@ class Speaker:
             if not ok and not fenced and self._renewed_until:
                 log.error("cannot renew lease %s: announcing nothing until the API server answers", self.lease_name)
                 metrics.fenced.set(1)
-                self.changed.set()
+                if self.ready:
+                    self.apply()  # quiet first...
+                self.members.beat_now()  # ...then tell the others, who take over without waiting for our Lease
             fenced = not ok
             await asyncio.sleep(min(0.1, self.renew_period / 4))
 
@@ -531,6 +535,7 @@ class Speaker:
                 len(self.live()),
                 ", ".join(sorted(self.live())),
             )
+            self.ready = True
             self.changed.set()
             while not stop.is_set():
                 waiter = asyncio.ensure_future(self.changed.wait())

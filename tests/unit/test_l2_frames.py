@@ -119,6 +119,10 @@ def test_membership_liveness_order_and_leaving() -> None:
     assert not m.alive("n2") and m.claimed_by("192.0.2.240") == []
     beat(11, 1)  # restarted: alive again
     assert m.alive("n2")
+    beat(11, 2, fenced=True)  # cannot renew its Lease: not a candidate, at once
+    assert not m.alive("n2")
+    beat(11, 3)
+    assert m.alive("n2")
     assert m.last_claim("192.0.2.240") is None  # its new life claims nothing yet
     time.sleep(0.25)
     assert not m.alive("n2")  # silent for longer than dead_after
