@@ -172,12 +172,15 @@ async def _speaker(args: argparse.Namespace) -> int:
         config = kube.load_config(args.kubeconfig, args.context)
         client = kube.make_client(config, speaker.COMPONENT)
         spk: speaker.Speaker | None = None
+        # labelled children looked up once: these run for every ARP request / solicitation
+        requests = {p: metrics.l2_requests.labels(p) for p in ("arp", "ndp")}
+        replies = {p: metrics.l2_replies.labels(p) for p in ("arp", "ndp")}
         members = Members(args.node_name, interval=args.heartbeat_interval, dead_after=args.dead_after, secret=secret)
         announcer = l2.Announcer(
             garp_count=args.garp_count,
             garp_interval=args.garp_interval,
-            on_request=lambda p: metrics.l2_requests.labels(p).inc(),
-            on_reply=lambda p: metrics.l2_replies.labels(p).inc(),
+            on_request=lambda p: requests[p].inc(),
+            on_reply=lambda p: replies[p].inc(),
             on_gratuitous=lambda p: metrics.l2_gratuitous.labels(p).inc(),
         )
         announcer.refresh_links()

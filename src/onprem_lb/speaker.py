@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import hashlib
 import logging
 import time
@@ -536,6 +537,7 @@ class Speaker:
                 ", ".join(sorted(self.live())),
             )
             self.ready = True
+            gc.freeze()  # what start-up built stays; collections stay short (reply latency)
             self.changed.set()
             while not stop.is_set():
                 waiter = asyncio.ensure_future(self.changed.wait())
