@@ -248,6 +248,24 @@ def test_stopped_speaker_hands_over_first(lab: L2Lab, ns: str) -> None:
     assert f"speaker-{owner}" not in {item["metadata"]["name"] for item in leases}
 
 
+def test_excluded_node_hands_over_without_a_gap(lab: L2Lab, ns: str) -> None:
+    """Labelling a node out of load balancing (as before maintenance) moves its VIPs gently."""
+    service(lab, ns, "drain")
+    (ip,) = lab.service_ips(ns, "drain")
+    lab.start_speakers()
+    lab.wait_ready()
+    owner = metallb_first(list(NODES), ip)
+    lab.wait_owner(ip, owner)
+    label = "node.kubernetes.io/exclude-from-external-load-balancers"
+    try:
+        gap, final = _gap_around(lambda: lab.kubectl("label", "node", owner, f"{label}=true"), ip)
+        assert final == {lab.mac(metallb_first([n for n in NODES if n != owner], ip))}
+        assert gap < 0.5, f"exclusion left a {gap:.3f} s gap"
+    finally:
+        lab.kubectl("label", "node", owner, f"{label}-")
+    lab.wait_owner(ip, owner)  # back once the label is gone
+
+
 def test_partitioned_node_goes_quiet_and_is_replaced(lab: L2Lab, ns: str) -> None:
     service(lab, ns, "partition")
     (ip,) = lab.service_ips(ns, "partition")
