@@ -337,6 +337,17 @@ class Announcer:
             if link is None or link.mac != self.ports[name].link.mac:
                 self.ports.pop(name).close()
 
+    def resync_links(self) -> bool:
+        """Look at the interfaces again; when they changed, answer and announce on the new set."""
+        before = self.links
+        self.refresh_links()
+        if before == self.links:
+            return False
+        owned = {_text(k): v for k, v in self.owned.items()}
+        self.set_owned({})
+        self.set_owned(owned)  # joins groups on new ports and announces there
+        return True
+
     def _selected(self, wanted: tuple[str, ...]) -> list[_Port]:
         names = wanted or tuple(n for n, link in self.links.items() if link.up)
         out = []

@@ -265,6 +265,14 @@ class Speaker:
             fenced = not ok
             await asyncio.sleep(min(0.1, self.renew_period / 4))
 
+    async def _link_watch(self, period: float = 5.0) -> None:
+        """Interfaces come and go (a VLAN added, a NIC replaced): follow them."""
+        while True:
+            await asyncio.sleep(period)
+            if self.announcer.resync_links():
+                log.info("interfaces changed: now %s", ", ".join(sorted(self.announcer.links)) or "(none)")
+                self._status_dirty.set()
+
     # -- the decision ----------------------------------------------------------------------------
 
     def _config(self) -> tuple[list[election.L2Ad], Any, dict[str, dict[str, str]]]:
@@ -522,6 +530,7 @@ class Speaker:
             asyncio.create_task(self._fence_watch(), name="fence"),
             asyncio.create_task(self._event_sender(), name="events"),
             asyncio.create_task(self._status_writer(), name="status"),
+            asyncio.create_task(self._link_watch(), name="links"),
         ]
         try:
             synced = asyncio.gather(*(i.synced.wait() for i in informers))

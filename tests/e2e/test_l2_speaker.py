@@ -266,6 +266,22 @@ def test_excluded_node_hands_over_without_a_gap(lab: L2Lab, ns: str) -> None:
     lab.wait_owner(ip, owner)  # back once the label is gone
 
 
+def test_link_flap_on_the_owner_is_followed(lab: L2Lab, ns: str) -> None:
+    service(lab, ns, "flap")
+    (ip,) = lab.service_ips(ns, "flap")
+    lab.start_speakers()
+    lab.wait_ready()
+    owner = metallb_first(list(NODES), ip)
+    lab.wait_owner(ip, owner)
+    in_ns(f"olb-{owner}", "ip", "link", "set", "eth0", "down")
+    try:
+        wait_for("the speaker sees eth0 go", lambda: "interfaces changed" in lab.speakers[owner].log(), 15, 0.2)
+    finally:
+        in_ns(f"olb-{owner}", "ip", "link", "set", "eth0", "up")
+    wait_for("the speaker sees eth0 back", lambda: lab.speakers[owner].log().count("interfaces changed") >= 2, 15, 0.2)
+    lab.wait_owner(ip, owner)
+
+
 def test_partitioned_node_goes_quiet_and_is_replaced(lab: L2Lab, ns: str) -> None:
     service(lab, ns, "partition")
     (ip,) = lab.service_ips(ns, "partition")
