@@ -209,6 +209,9 @@ async def _speaker(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"onprem-lb speaker: {exc}", file=sys.stderr)
         return 2
+    # Reader threads answer ARP/NDP; when the loop thread is busy they get the GIL within
+    # 0.5 ms instead of Python's default 5 ms.
+    sys.setswitchinterval(0.0005)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -2,7 +2,7 @@
 
 The packet edge of the speaker. Frames are built and parsed by small pure functions (tested
 without sockets); ``Announcer`` owns the raw AF_PACKET sockets, one ARP and one IPv6 socket
-per interface in use, read from the asyncio loop. It answers
+per interface in use, each read by a thread of its own. It answers
 
 - ARP requests (broadcast and unicast, probes included) whose target is an owned IPv4 address;
 - neighbour solicitations (multicast to the solicited-node group, and unicast NUD probes)
@@ -26,6 +26,7 @@ import ipaddress
 import logging
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -216,7 +217,14 @@ def packed(ip: str) -> bytes:
 
 
 class _Port:
-    """The sockets of one interface."""
+    """The sockets of one interface, each read by a thread of its own.
+
+    Answers leave from the reader thread, not from the asyncio loop: the loop also parses
+    watch events and talks TLS to the API server, and a reply must not wait behind that.
+    The owned-address table is only read here (dict lookups are atomic under the GIL).
+    """
+
+    READ_TIMEOUT = 0.5  # how long close() may wait for a reader to notice
 
     def __init__(self, link: Link, loop: asyncio.AbstractEventLoop, on_frame: Callable[[_Port, bytes], None]) -> None:
         self.link = link
@@ -229,22 +237,33 @@ class _Port:
         self.ndp.bind((link.name, ETH_P_IPV6))
         self.mcast = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         self.groups: dict[bytes, int] = {}  # solicited-node group -> owned addresses using it
-        for s in (self.arp, self.ndp):
-            s.setblocking(False)
-            _drain(s)
-            loop.add_reader(s.fileno(), self._readable, s)
+        self._stop = threading.Event()
+        self._readers = []
+        for sock, kind in ((self.arp, "arp"), (self.ndp, "ndp")):
+            sock.setblocking(False)
+            _drain(sock)
+            sock.settimeout(self.READ_TIMEOUT)
+            reader = threading.Thread(target=self._read, args=(sock,), name=f"l2-{link.name}-{kind}", daemon=True)
+            reader.start()
+            self._readers.append(reader)
 
-    def _readable(self, sock: socket.socket) -> None:
-        for _ in range(64):  # bounded per wake-up, the loop stays fair
+    def _read(self, sock: socket.socket) -> None:
+        while not self._stop.is_set():
             try:
                 frame, addr = sock.recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                return
+            except TimeoutError:
+                continue
             except OSError as exc:
+                if self._stop.is_set():
+                    return
                 log.warning("receive on %s failed: %s", self.link.name, exc)
-                return
+                self._stop.wait(0.1)
+                continue
             if addr[2] != PACKET_OUTGOING:
-                self.on_frame(self, frame)
+                try:
+                    self.on_frame(self, frame)
+                except Exception:  # a bad frame must not end the reader
+                    log.exception("handling a frame on %s failed", self.link.name)
 
     def send(self, frame: bytes) -> None:
         try:
@@ -274,10 +293,11 @@ class _Port:
             log.warning("multicast group change on %s failed: %s", self.link.name, exc)
 
     def close(self) -> None:
-        for s in (self.arp, self.ndp):
-            self.loop.remove_reader(s.fileno())
-            s.close()
-        self.mcast.close()
+        self._stop.set()
+        for reader in self._readers:
+            reader.join(self.READ_TIMEOUT * 2)
+        for sock in (self.arp, self.ndp, self.mcast):
+            sock.close()
 
 
 def _attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> ctypes.Array[ctypes.c_char]:
@@ -448,7 +468,7 @@ class Announcer:
             if arp is None:
                 return
             if self._probing and arp.sha != port.link.mac:
-                self._conflict(arp.spa, arp.sha)
+                self.loop.call_soon_threadsafe(self._conflict, arp.spa, arp.sha)
             if arp.op != 1:
                 return
             self.stats.requests += 1
@@ -463,7 +483,7 @@ class Announcer:
             return
         if ndp.type == ND_NA:
             if self._probing and ndp.eth_src != port.link.mac:
-                self._conflict(ndp.target, ndp.eth_src)
+                self.loop.call_soon_threadsafe(self._conflict, ndp.target, ndp.eth_src)
             return
         self.stats.requests += 1
         self._on_request("ndp")
