@@ -206,9 +206,10 @@ def _gap_around(action: Callable[[], object], ip: str, duration: float = 8.0) ->
     prober = _probe_in_background(ip, duration)
     time.sleep(2.0)
     action()
-    out, _ = prober.communicate(timeout=duration + 30)
-    times = [t for t, _m in json.loads(out)["replies"]]
-    macs = [m for _t, m in json.loads(out)["replies"]]
+    out = prober.communicate(timeout=duration + 30)[0]
+    replies = json.loads(out)["replies"]
+    times = [t for t, _m in replies]
+    macs = [m for _t, m in replies]
     assert times and times[-1] > duration - 1.0, "nobody answered at the end of the probe"
     gap = max((b - a for a, b in itertools.pairwise(times)), default=0.0)
     return gap, {m for t, m in zip(times, macs, strict=True) if t > times[-1] - 1.0}
