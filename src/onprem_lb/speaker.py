@@ -129,7 +129,6 @@ class Speaker:
         self.blocked: dict[str, float] = {}  # address -> retry time after a conflict
         self.probing: set[str] = set()
         self.announced_once: set[str] = set()
-        self.taken_at: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._status_dirty = asyncio.Event()
         self._events: asyncio.Queue[Event] = asyncio.Queue(maxsize=1000)
@@ -324,6 +323,9 @@ class Speaker:
         """Bring the announcer in line with the election, handing over gently."""
         now = time.monotonic()
         self.winners = self.decide()
+        # forget what no longer matters: an address gone from every Service is probed again if it returns
+        self.blocked = {ip: t for ip, t in self.blocked.items() if t > now and ip in self.winners}
+        self.announced_once &= self.winners.keys() | self.current.keys()
         mine = {ip: a for ip, a in self.winners.items() if a.node == self.node}
         if not self.lease_ok():
             mine = {}
@@ -361,7 +363,6 @@ class Speaker:
             if ip not in self.current:
                 metrics.owner_changes.labels("taken").inc()
                 self.announced_once.add(ip)
-                self.taken_at[ip] = time.monotonic()
                 log.info("announcing %s on %s", ip, ", ".join(self.announcer.interfaces_for(ip)) or "no interface")
         for ip in removed:
             metrics.owner_changes.labels("given_up").inc()
