@@ -492,25 +492,38 @@ class Speaker:
                 with contextlib.suppress(ApiError):
                     await self.client.delete(ServiceL2Status, name, namespace=self.namespace)
                 self.statuses.items.pop(key, None)
-        for name, entry in desired.items():
-            have = self.statuses.items.get(f"{self.namespace}/{name}")
-            if have is None:
-                obj = ServiceL2Status(
-                    metadata=ObjectMeta(name=name, namespace=self.namespace, labels=entry["labels"]), spec={}
-                )
-                try:
-                    await self.client.create(obj)
-                except ApiError as exc:
-                    if exc.status.code != 409:
-                        raise
-            if have is None or have["status"] != entry["status"]:
-                await self.client.patch(
-                    ServiceL2Status.Status,
-                    name,
-                    {"status": entry["status"]},
-                    namespace=self.namespace,
-                    patch_type=PatchType.MERGE,
-                )
+        writes = [
+            self._write_status(name, entry, self.statuses.items.get(f"{self.namespace}/{name}"))
+            for name, entry in desired.items()
+        ]
+        limit = asyncio.Semaphore(8)  # a few requests in flight: 1,000 objects in seconds, not minutes
+
+        async def bounded(write: Any) -> None:
+            async with limit:
+                await write
+
+        results = await asyncio.gather(*(bounded(w) for w in writes), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
+
+    async def _write_status(self, name: str, entry: dict[str, Any], have: dict[str, Any] | None) -> None:
+        if have is None:
+            meta = ObjectMeta(name=name, namespace=self.namespace, labels=entry["labels"])
+            obj = ServiceL2Status(metadata=meta, spec={})
+            try:
+                await self.client.create(obj)
+            except ApiError as exc:
+                if exc.status.code != 409:
+                    raise
+        if have is None or have["status"] != entry["status"]:
+            await self.client.patch(
+                ServiceL2Status.Status,
+                name,
+                {"status": entry["status"]},
+                namespace=self.namespace,
+                patch_type=PatchType.MERGE,
+            )
 
     async def _delete_own_statuses(self) -> None:
         for have in list(self.statuses.items.values()):
