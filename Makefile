@@ -16,13 +16,13 @@ TARBALL     := $(CURDIR)/.cache/build/onprem-ingress-$(VERSION).tar.gz
 # Outside this git checkout: inside it, ansible-test would list files with git and see none.
 SANITY_ROOT := $(or $(TMPDIR),/tmp)/onprem-ingress-sanity
 
-.PHONY: help test lab host-deps venv controlplane collection-link lint sanity build pytest clean
+.PHONY: help test lab host-deps venv controlplane collection-link lint sanity build pytest molecule clean
 
 help:
 	@echo "make lab    deploy the stack on the local lab (control plane first)"
 	@echo "make test   everything: set-up, lint, ansible-test sanity, pytest"
 
-test: host-deps venv controlplane lint sanity pytest
+test: host-deps venv controlplane lint sanity pytest molecule
 	@echo "make test: all gates passed"
 
 host-deps:
@@ -76,6 +76,19 @@ sanity: build $(SANITY_VENV)/.installed
 
 pytest: venv collection-link controlplane
 	pytest tests
+
+# Molecule scenarios of the host roles (extensions/molecule/<role>): podman nodes running systemd
+# on internal podman networks, image built once into .cache/images/. The scenarios run side by
+# side (own nodes, networks, control plane); logs in .cache/molecule-logs/, shown on failure.
+MOLECULE_SCENARIOS := sysctl host_network kube_proxy
+molecule: host-deps venv collection-link controlplane
+	export CONTAINERS_CONF=$(CURDIR)/lab/nodes/containers.conf && lab/nodes/build-image.sh >/dev/null
+	mkdir -p .cache/molecule-logs; export CONTAINERS_CONF=$(CURDIR)/lab/nodes/containers.conf; pids=(); \
+	for s in $(MOLECULE_SCENARIOS); do molecule test -s $$s >.cache/molecule-logs/$$s.log 2>&1 & pids+=($$!); done; \
+	failed=; i=0; for s in $(MOLECULE_SCENARIOS); do wait $${pids[$$i]} || failed="$$failed $$s"; i=$$((i+1)); done; \
+	for s in $$failed; do echo "== $$s"; grep -v '^\s*$$' .cache/molecule-logs/$$s.log | tail -n 60; done; \
+	if [ -n "$$failed" ]; then echo "molecule: failed:$$failed (logs in .cache/molecule-logs/)"; exit 1; fi; \
+	echo "molecule: $(MOLECULE_SCENARIOS) passed"
 
 lab: host-deps venv controlplane collection-link
 	lab/bin/controlplane up

@@ -101,6 +101,7 @@ import fnmatch
 import os
 import re
 import tempfile
+from typing import Any, Dict, List, Optional, Tuple
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -116,7 +117,7 @@ class SysctlError(Exception):
     pass
 
 
-def canonical(name):
+def canonical(name: str) -> str:
     """Dotted sysctl spelling; a name given in path form (net/ipv4/...) is converted."""
     name = name.strip()
     if "/" in name and "." not in name.split("/", 1)[0]:
@@ -125,33 +126,33 @@ def canonical(name):
     return name
 
 
-def proc_path(name):
+def proc_path(name: str) -> str:
     """/proc/sys path of a dotted name (a "/" inside a component is a dot in the file name)."""
     return os.path.join(PROC_SYS, *[part.replace("/", ".") for part in canonical(name).split(".")])
 
 
-def normalise(value):
+def normalise(value: Any) -> str:
     """Compare values as the kernel prints them: whitespace-separated fields."""
     return " ".join(str(value).split())
 
 
-def read_running(name):
+def read_running(name: str) -> str:
     with open(proc_path(name)) as handle:
         return normalise(handle.read())
 
 
-def write_running(name, value):
+def write_running(name: str, value: str) -> None:
     with open(proc_path(name), "w") as handle:
         handle.write(value + "\n")
 
 
-def parse_config(text):
+def parse_config(text: str) -> List[Tuple[str, Optional[str]]]:
     """(name, value) pairs of a sysctl.d file, in order; '-' (ignore errors) prefixes dropped.
 
     A line '-name' without a value (systemd 250+) excludes name from glob assignments; it is
     returned as (name, None).
     """
-    pairs = []
+    pairs: List[Tuple[str, Optional[str]]] = []
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line[0] in "#;":
@@ -165,13 +166,13 @@ def parse_config(text):
     return pairs
 
 
-def render(settings):
+def render(settings: List[Dict[str, str]]) -> str:
     if not settings:
         return ""
     return HEADER + "".join("%s = %s\n" % (s["name"], s["value"]) for s in settings)
 
 
-def read_text(path):
+def read_text(path: str) -> Optional[str]:
     try:
         with open(path) as handle:
             return handle.read()
@@ -179,10 +180,10 @@ def read_text(path):
         return None
 
 
-def other_config_files(own_path):
+def other_config_files(own_path: str) -> List[str]:
     """The host's sysctl configuration files in the order they are applied, without ours."""
     own_base = os.path.basename(own_path)
-    chosen = {}
+    chosen: Dict[str, str] = {}
     for directory in CONFIG_DIRS:
         try:
             entries = os.listdir(directory)
@@ -198,9 +199,9 @@ def other_config_files(own_path):
     return files
 
 
-def configured_elsewhere(name, own_path):
+def configured_elsewhere(name: str, own_path: str) -> Optional[str]:
     """The value the rest of the host's configuration gives `name` (last match wins), or None."""
-    pairs = []
+    pairs: List[Tuple[str, Optional[str]]] = []
     for path in other_config_files(own_path):
         pairs.extend(parse_config(read_text(path) or ""))
     excluded = {key for key, value in pairs if value is None}
@@ -213,7 +214,7 @@ def configured_elsewhere(name, own_path):
     return found
 
 
-def all_spelling(name):
+def all_spelling(name: str) -> Optional[str]:
     """net.ipv4.conf.eth0.arp_ignore -> net.ipv4.conf.all.arp_ignore (None for other names)."""
     parts = name.split(".")
     if len(parts) == 5 and parts[0] == "net" and parts[2] == "conf":
@@ -221,9 +222,9 @@ def all_spelling(name):
     return None
 
 
-def plan(module):
+def plan(module: AnsibleModule) -> Tuple[Optional[str], str, List[str], List[Dict[str, str]], List[str]]:
     path = module.params["path"]
-    desired = []
+    desired: List[Dict[str, str]] = []
     seen = set()
     for item in module.params["settings"]:
         name = canonical(item["name"])
@@ -247,8 +248,8 @@ def plan(module):
     new_text = render(desired)
     leaving = [name for name in dict.fromkeys(old_names) if name not in seen]
 
-    runtime = []
-    warnings = []
+    runtime: List[Dict[str, str]] = []
+    warnings: List[str] = []
     if module.params["apply"]:
         for item in desired:
             before = read_running(item["name"])
@@ -270,7 +271,7 @@ def plan(module):
     return old_text, new_text, leaving, runtime, warnings
 
 
-def write_file(module, path, text):
+def write_file(module: AnsibleModule, path: str, text: str) -> None:
     if not text:
         if os.path.exists(path):
             os.unlink(path)
@@ -285,7 +286,7 @@ def write_file(module, path, text):
     module.atomic_move(tmp, path)
 
 
-def main():
+def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "path": {"type": "path", "required": True},
