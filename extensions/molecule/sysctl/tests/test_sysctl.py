@@ -103,6 +103,9 @@ def test_bad_values_are_refused_before_anything_changes(playbook: Callable[..., 
     assert run.rc != 0
     assert "sysctl_arp_ignore is 5; the kernel takes one of 0, 1, 2, 3, 8" in " ".join(run.failed_messages())
     assert all(run.changed(n) == 0 for n in run.stats)
+    run = playbook(extra_vars={"sysctl_extra_settings": [{"name": "net.ipv4.conf.all.accept_local"}]})
+    assert run.rc != 0
+    assert any("net.ipv4.conf.all.accept_local has no value" in m for m in run.failed_messages()), run.report
 
 
 def test_state_absent_removes_the_file_and_reverts(playbook: Callable[..., Any], nodes: list[Any]) -> None:
