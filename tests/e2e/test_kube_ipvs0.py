@@ -9,21 +9,27 @@ the onprem.ingress.sysctl role sets and persists) stop that.
 The lab: three systemd nodes and a client, podman containers on an internal podman network
 (203.0.113.240/28, no route off this machine). Each node gets one address on a kube-ipvs0
 device (a bridge without ports: this kernel has no dummy interfaces) and one on lo. The client
-asks with iputils arping and records which MACs answer.
+asks with iputils arping and records which MACs answer. Last, the onprem-lb speakers run on
+the nodes (this checkout, mounted read-only) against a control plane on the network's gateway:
+then exactly one node, the elected one, answers for the address.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.integration.conftest import CRD_DIR, kubectl, run_controlplane
 
 REPO = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = REPO / "lab" / "nodes" / "containers.conf"
@@ -35,6 +41,9 @@ CLIENT, CLIENT_ADDRESS = "e2e-ipvs0-client", "203.0.113.246"
 VIP_KUBE_IPVS0 = "203.0.113.250"  # as kube-proxy IPVS binds a LoadBalancer address
 VIP_LOOPBACK = "203.0.113.251"  # as a DSR / keepalived set-up binds one to lo
 BOOT_TIMEOUT_S = 60.0
+# The nodes run the onprem-lb speaker from this checkout and its virtualenv, mounted read-only
+# at the same paths (the virtualenv's interpreter lives under sys.base_prefix).
+ENGINE_MOUNTS = [f"--volume={p}:{p}:ro" for p in sorted({str(REPO), sys.base_prefix}) if p not in ("/", "/usr")]
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("podman") is None or shutil.which("debootstrap") is None,
@@ -78,7 +87,8 @@ class KubeIpvs0Lab:
         for name, address in [*NODES.items(), (CLIENT, CLIENT_ADDRESS)]:
             podman(
                 "run", "-d", "--name", name, "--hostname", name, "--network", NETWORK, "--ip", address,
-                "--systemd=always", "--cap-add", "NET_ADMIN,NET_RAW,SYS_ADMIN", self.image, "/sbin/init",
+                "--systemd=always", "--cap-add", "NET_ADMIN,NET_RAW,SYS_ADMIN", *ENGINE_MOUNTS,
+                self.image, "/sbin/init",
             )  # fmt: skip
         for name in [*NODES, CLIENT]:
             self.wait_booted(name)
@@ -167,9 +177,100 @@ def test_every_node_answers_for_ipvs_addresses_until_the_sysctl_role_runs(kube_i
     for name, address in NODES.items():
         assert lab.arp_answers(address) == {name}
 
-    # TODO(issue 5): start the onprem-lb speaker on the nodes with an L2Advertisement for
-    # VIP_KUBE_IPVS0 and assert lab.arp_answers(VIP_KUBE_IPVS0) == {elected node}: then only the
-    # speaker answers, with one MAC.
+
+def test_then_only_the_speaker_answers(kube_ipvs0_lab: KubeIpvs0Lab) -> None:
+    """With the flux gone, the onprem-lb speakers elect one node and only its MAC answers."""
+    lab = kube_ipvs0_lab
+    if sys.base_prefix in ("/", "/usr"):
+        pytest.skip("the interpreter lives in /usr: it cannot be mounted into the nodes")
+    cp = lab.workdir / "cp"
+    up = run_controlplane("up", "--dir", str(cp), "--address", GATEWAY)
+    assert up.returncode == 0, up.stdout + up.stderr
+    kubeconfig = cp / "admin.kubeconfig"
+    engine = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    controller = None
+    try:
+        kubectl(kubeconfig, "apply", "-f", str(CRD_DIR))
+        for _ in range(100):  # bounded: the CRDs become served within seconds
+            if "ipaddresspools" in kubectl(kubeconfig, "api-resources", "--api-group=metallb.io"):
+                break
+            time.sleep(0.2)
+        kubectl(kubeconfig, "create", "namespace", "metallb-system")
+        kubectl(kubeconfig, "apply", "-f", "-", stdin=_speaker_objects())
+        controller = subprocess.Popen(
+            [sys.executable, "-m", "onprem_lb", "controller", "--kubeconfig", str(kubeconfig), "--metrics-address", ""],
+            env=engine, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        venv_python = str(Path(sys.prefix) / "bin" / "python")
+        for name, address in NODES.items():
+            podman("cp", str(kubeconfig), f"{name}:/root/admin.kubeconfig")
+            command = (
+                f"PYTHONPATH={REPO / 'src'} exec {venv_python} -m onprem_lb speaker"
+                f" --kubeconfig /root/admin.kubeconfig --node-name {name} --heartbeat-address {address}:7946"
+                " --metrics-address '' >/root/speaker.log 2>&1"
+            )
+            podman("exec", "-d", name, "/bin/sh", "-c", command)
+        elected = min(NODES, key=lambda n: hashlib.sha256(f"{n}#{VIP_KUBE_IPVS0}".encode()).digest())
+        answers: set[str] = set()
+        for _ in range(20):  # bounded: speakers are ready within a few seconds
+            answers = lab.arp_answers(VIP_KUBE_IPVS0)
+            if answers == {elected}:
+                break
+        logs = {n: lab.run(n, "tail", "-n", "20", "/root/speaker.log", check=False) for n in NODES}
+        assert answers == {elected}, f"{answers} answered, {elected} expected; speaker logs: {logs}"
+        # the kernel still stays silent for the loopback address nobody announces
+        assert lab.arp_answers(VIP_LOOPBACK) == set()
+    finally:
+        for name in NODES:
+            lab.run(name, "pkill", "-f", "onprem_lb speaker", check=False)
+        if controller is not None:
+            controller.terminate()
+            controller.wait(15)
+        run_controlplane("down", "--dir", str(cp))
+
+
+def _speaker_objects() -> str:
+    endpoint_node = next(iter(NODES))
+    nodes = "".join(
+        f"---\napiVersion: v1\nkind: Node\nmetadata: {{name: {n}, labels: {{kubernetes.io/hostname: {n}}}}}\n"
+        for n in NODES
+    )
+    return (
+        nodes
+        + f"""---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: ipvs, namespace: metallb-system}}
+spec:
+  addresses: [{VIP_KUBE_IPVS0}/32]
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {{name: ipvs, namespace: metallb-system}}
+spec:
+  ipAddressPools: [ipvs]
+  interfaces: [eth0]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: ingress, namespace: default}}
+spec:
+  type: LoadBalancer
+  ports: [{{port: 80, protocol: TCP}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: ingress-lab
+  namespace: default
+  labels: {{kubernetes.io/service-name: ingress, endpointslice.kubernetes.io/managed-by: lab.onprem.test}}
+addressType: IPv4
+endpoints:
+  - addresses: [10.244.0.10]
+    nodeName: {endpoint_node}
+    conditions: {{ready: true}}
+"""
+    )
 
 
 def test_reverting_the_role_brings_the_flux_back(kube_ipvs0_lab: KubeIpvs0Lab) -> None:
