@@ -31,35 +31,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.l2lab import CLIENT, L2PROBE, NODES, L2Lab, in_ns, metallb_first  # noqa: E402
+from tests.e2e.l2lab import CLIENT, L2PROBE, NODES, L2Lab, in_ns, metallb_first, service_manifest  # noqa: E402
 from tests.integration.conftest import wait_for  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "speaker.json"
-
-
-def service(lab: L2Lab, ns: str, name: str, families: str = "[IPv4]", annotations: str = "{}") -> str:
-    return f"""
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: {ns}, annotations: {annotations}}}
-spec:
-  type: LoadBalancer
-  allocateLoadBalancerNodePorts: false
-  ipFamilies: {families}
-  ports: [{{port: 80, protocol: TCP}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}-lab
-  namespace: {ns}
-  labels: {{kubernetes.io/service-name: {name}, endpointslice.kubernetes.io/managed-by: lab.onprem.test}}
-addressType: IPv4
-endpoints:
-  - addresses: [10.244.0.10]
-    nodeName: n1
-    conditions: {{ready: true}}
-"""
 
 
 def gap_of(ip: str, action: Callable[[], object], duration: float = 7.0) -> float:
@@ -136,7 +111,7 @@ def main() -> int:
         try:
             lab.up()
             lab.kubectl("create", "namespace", "bench")
-            lab.apply(service(lab, "bench", "vip"))
+            lab.apply(service_manifest("bench", "vip"))
             (ip,) = lab.service_ips("bench", "vip")
             lab.start_speakers()
             lab.wait_ready()
@@ -175,7 +150,7 @@ spec:
   interfaces: [eth0]
 """)
             manifests = "\n---\n".join(
-                service(lab, "bench", f"m{i:04d}", "[IPv6]", "{metallb.io/address-pool: many}")
+                service_manifest("bench", f"m{i:04d}", families="[IPv6]", annotations="{metallb.io/address-pool: many}")
                 for i in range(args.services)
             )
             started = time.monotonic()

@@ -45,6 +45,46 @@ spec:
 """
 
 
+def service_manifest(
+    ns: str,
+    name: str,
+    *,
+    nodes: tuple[str, ...] = ("n1",),
+    extra: str = "",
+    annotations: str = "{}",
+    families: str = "[IPv4]",
+    policy: str = "SingleStack",
+) -> str:
+    """A selector-less LoadBalancer Service plus an EndpointSlice with ready endpoints on ``nodes``."""
+    endpoints = "\n".join(
+        f"  - addresses: [10.244.{i}.10]\n    nodeName: {n}\n    conditions: {{ready: true}}"
+        for i, n in enumerate(nodes)
+    )
+    return f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {ns}, annotations: {annotations}}}
+spec:
+  type: LoadBalancer
+  allocateLoadBalancerNodePorts: false
+  ipFamilyPolicy: {policy}
+  ipFamilies: {families}
+  ports: [{{port: 80, protocol: TCP}}]
+  {extra}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-lab
+  namespace: {ns}
+  labels: {{kubernetes.io/service-name: {name}, endpointslice.kubernetes.io/managed-by: lab.onprem.test}}
+addressType: IPv4
+ports: [{{port: 80, protocol: TCP}}]
+endpoints:
+{endpoints if nodes else "  []"}
+"""
+
+
 def sh(*args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
     out = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
     if check and out.returncode != 0:

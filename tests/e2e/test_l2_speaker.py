@@ -17,10 +17,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
-from tests.e2e.l2lab import CLIENT, L2PROBE, NODES, L2Lab, in_ns, metallb_first
+from tests.e2e.l2lab import CLIENT, L2PROBE, NODES, L2Lab, in_ns, metallb_first, service_manifest
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -50,35 +51,19 @@ def ns(lab: L2Lab, request: pytest.FixtureRequest) -> Iterator[str]:
     lab.kubectl("delete", "namespace", name, "--wait=false")
 
 
-def service(lab: L2Lab, ns: str, name: str, *, nodes: tuple[str, ...] = ("n1",), extra: str = "",
-            annotations: str = "{}", families: str = "[IPv4]", policy: str = "SingleStack") -> None:  # fmt: skip
-    """A selector-less LoadBalancer Service with an EndpointSlice whose endpoints sit on ``nodes``."""
-    endpoints = "\n".join(
-        f"  - addresses: [10.244.{i}.10]\n    nodeName: {n}\n    conditions: {{ready: true}}"
-        for i, n in enumerate(nodes)
-    )
-    lab.apply(f"""
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: {ns}, annotations: {annotations}}}
-spec:
-  type: LoadBalancer
-  ipFamilyPolicy: {policy}
-  ipFamilies: {families}
-  ports: [{{port: 80, protocol: TCP}}]
-  {extra}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}-lab
-  namespace: {ns}
-  labels: {{kubernetes.io/service-name: {name}, endpointslice.kubernetes.io/managed-by: lab.onprem.test}}
-addressType: IPv4
-ports: [{{port: 80, protocol: TCP}}]
-endpoints:
-{endpoints if nodes else "  []"}
-""")
+def service(lab: L2Lab, ns: str, name: str, **kw: Any) -> None:
+    lab.apply(service_manifest(ns, name, **kw))
+
+
+def announced(lab: L2Lab, ns: str, name: str, *speaker_args: str) -> tuple[str, str]:
+    """A single-address Service, speakers on every node; (its address, the node announcing it)."""
+    service(lab, ns, name)
+    (ip,) = lab.service_ips(ns, name)
+    lab.start_speakers(*speaker_args)
+    lab.wait_ready()
+    owner = metallb_first(list(NODES), ip)
+    lab.wait_owner(ip, owner)
+    return ip, owner
 
 
 def test_exactly_one_mac_answers_v4_and_v6_with_status_and_events(lab: L2Lab, ns: str) -> None:
@@ -216,12 +201,7 @@ def _gap_around(action: Callable[[], object], ip: str, duration: float = 8.0) ->
 
 
 def test_killed_owner_node_is_replaced(lab: L2Lab, ns: str) -> None:
-    service(lab, ns, "failover")
-    (ip,) = lab.service_ips(ns, "failover")
-    lab.start_speakers()
-    lab.wait_ready()
-    owner = metallb_first(list(NODES), ip)
-    lab.wait_owner(ip, owner)
+    ip, owner = announced(lab, ns, "failover")
     try:
         gap, final = _gap_around(lambda: lab.kill_node(owner), ip)
         survivors = [n for n in NODES if n != owner]
@@ -232,12 +212,7 @@ def test_killed_owner_node_is_replaced(lab: L2Lab, ns: str) -> None:
 
 
 def test_stopped_speaker_hands_over_first(lab: L2Lab, ns: str) -> None:
-    service(lab, ns, "handover")
-    (ip,) = lab.service_ips(ns, "handover")
-    lab.start_speakers()
-    lab.wait_ready()
-    owner = metallb_first(list(NODES), ip)
-    lab.wait_owner(ip, owner)
+    ip, owner = announced(lab, ns, "handover")
     spk = lab.speakers[owner]
     gap, final = _gap_around(lambda: spk.stop(signal.SIGTERM), ip)
     assert spk.proc.returncode == 0
@@ -251,12 +226,7 @@ def test_stopped_speaker_hands_over_first(lab: L2Lab, ns: str) -> None:
 
 def test_excluded_node_hands_over_without_a_gap(lab: L2Lab, ns: str) -> None:
     """Labelling a node out of load balancing (as before maintenance) moves its VIPs gently."""
-    service(lab, ns, "drain")
-    (ip,) = lab.service_ips(ns, "drain")
-    lab.start_speakers()
-    lab.wait_ready()
-    owner = metallb_first(list(NODES), ip)
-    lab.wait_owner(ip, owner)
+    ip, owner = announced(lab, ns, "drain")
     label = "node.kubernetes.io/exclude-from-external-load-balancers"
     try:
         gap, final = _gap_around(lambda: lab.kubectl("label", "node", owner, f"{label}=true"), ip)
@@ -268,12 +238,7 @@ def test_excluded_node_hands_over_without_a_gap(lab: L2Lab, ns: str) -> None:
 
 
 def test_link_flap_on_the_owner_is_followed(lab: L2Lab, ns: str) -> None:
-    service(lab, ns, "flap")
-    (ip,) = lab.service_ips(ns, "flap")
-    lab.start_speakers()
-    lab.wait_ready()
-    owner = metallb_first(list(NODES), ip)
-    lab.wait_owner(ip, owner)
+    ip, owner = announced(lab, ns, "flap")
     in_ns(f"olb-{owner}", "ip", "link", "set", "eth0", "down")
     try:
         wait_for("the speaker sees eth0 go", lambda: "interfaces changed" in lab.speakers[owner].log(), 15, 0.2)
@@ -284,12 +249,7 @@ def test_link_flap_on_the_owner_is_followed(lab: L2Lab, ns: str) -> None:
 
 
 def test_partitioned_node_goes_quiet_and_is_replaced(lab: L2Lab, ns: str) -> None:
-    service(lab, ns, "partition")
-    (ip,) = lab.service_ips(ns, "partition")
-    lab.start_speakers(*FAST_LEASE)
-    lab.wait_ready()
-    owner = metallb_first(list(NODES), ip)
-    lab.wait_owner(ip, owner)
+    ip, owner = announced(lab, ns, "partition", *FAST_LEASE)
     lab.partition(owner)
     try:
         started = time.monotonic()
