@@ -28,7 +28,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 log = logging.getLogger("onprem_lb.l2")
@@ -316,13 +316,6 @@ def _drain(sock: socket.socket) -> None:
             return
 
 
-@dataclass
-class Stats:
-    requests: int = 0
-    replies: int = 0
-    gratuitous: int = 0
-
-
 class Announcer:
     """Answers for the owned addresses on their interfaces; sends announcements and probes."""
 
@@ -343,7 +336,6 @@ class Announcer:
         self.owned: dict[bytes, tuple[str, ...]] = {}  # address -> interfaces (empty: all)
         self._probing: dict[bytes, asyncio.Future[str]] = {}
         self._bursts: set[asyncio.Task[None]] = set()
-        self.stats = Stats()
         self._on_request = on_request or (lambda _f: None)
         self._on_reply = on_reply or (lambda _f: None)
         self._on_gratuitous = on_gratuitous or (lambda _f: None)
@@ -431,7 +423,6 @@ class Announcer:
                 frames = gratuitous_arp(port.link.mac, key) if len(key) == 4 else [unsolicited_na(port.link.mac, key)]
                 for frame in frames:
                     port.send(frame)
-                self.stats.gratuitous += 1
                 self._on_gratuitous("arp" if len(key) == 4 else "ndp")
             if i + 1 < self.garp_count:
                 await asyncio.sleep(self.garp_interval)
@@ -471,11 +462,9 @@ class Announcer:
                 self.loop.call_soon_threadsafe(self._conflict, arp.spa, arp.sha)
             if arp.op != 1:
                 return
-            self.stats.requests += 1
             self._on_request("arp")
             if self._answers(arp.tpa, port) and arp.spa != arp.tpa:  # not someone's own gratuitous ARP
                 port.send(arp_reply(arp, port.link.mac))
-                self.stats.replies += 1
                 self._on_reply("arp")
             return
         ndp = parse_ndp(frame)
@@ -485,11 +474,9 @@ class Announcer:
             if self._probing and ndp.eth_src != port.link.mac:
                 self.loop.call_soon_threadsafe(self._conflict, ndp.target, ndp.eth_src)
             return
-        self.stats.requests += 1
         self._on_request("ndp")
         if self._answers(ndp.target, port):
             port.send(na_reply(ndp, port.link.mac))
-            self.stats.replies += 1
             self._on_reply("ndp")
 
     def _answers(self, ip: bytes, port: _Port) -> bool:
@@ -512,7 +499,3 @@ class Announcer:
 
 def _text(key: bytes) -> str:
     return str(ipaddress.ip_address(key))
-
-
-def owned_text(owned: Iterable[bytes]) -> list[str]:
-    return sorted(_text(k) for k in owned)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import re
 import signal
 import subprocess
@@ -306,6 +305,3 @@ class L2Lab:
         """ndisc6 in multiple-answer mode: every target link-layer address heard."""
         out = in_ns(CLIENT, "ndisc6", "-m", "-n", "-r", "3", "-w", "300", ip, iface, check=False, timeout=30).stdout
         return {m.lower() for m in re.findall(r"Target link-layer address: ([0-9A-Fa-f:]{17})", out)}
-
-    def random_node(self, rng: random.Random) -> str:
-        return rng.choice(NODES)
