@@ -23,7 +23,7 @@ import gc
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
@@ -40,6 +40,8 @@ from onprem_lb.config import build_config
 from onprem_lb.kube import TRANSIENT, Informer, IPAddressPool, L2Advertisement, ServiceL2Status, key_of
 
 log = logging.getLogger("onprem_lb.speaker")
+# L2Advertisements, address -> pool name, pool labels: what the election needs from the config
+ParsedConfig = tuple[list[election.L2Ad], Callable[[str], str | None], dict[str, dict[str, str]]]
 COMPONENT = "onprem-lb-speaker"
 HEARTBEAT_ANNOTATION = "onprem-lb.io/heartbeat-address"
 SPEAKER_LABEL = "app.kubernetes.io/component"
@@ -114,8 +116,11 @@ class Speaker:
             client, EndpointSlice, self._convert_slice, self._slice_changed, name="endpointslices"
         )
         self.nodes = Informer(client, Node, election.node_state, self._touch, namespace=None, name="nodes")
-        self.pools = Informer(client, IPAddressPool, _plain, self._touch, namespace=namespace, name="ipaddresspools")
-        self.l2ads = Informer(client, L2Advertisement, _plain, self._touch, namespace=namespace, name="l2ads")
+        self.pools = Informer(
+            client, IPAddressPool, _plain, self._config_changed, namespace=namespace, name="ipaddresspools"
+        )
+        self.l2ads = Informer(client, L2Advertisement, _plain, self._config_changed, namespace=namespace, name="l2ads")
+        self._parsed: ParsedConfig | None = None
         self.leases = Informer(
             client, Lease, self._convert_lease, self._lease_changed, namespace=namespace, name="leases"
         )
@@ -136,6 +141,10 @@ class Speaker:
     # -- caches ----------------------------------------------------------------------------------
 
     def _touch(self, *_args: Any) -> None:
+        self.changed.set()
+
+    def _config_changed(self, *_args: Any) -> None:
+        self._parsed = None  # parsed again on the next decision, not on every lease renewal
         self.changed.set()
 
     def _convert_service(self, plain: dict[str, Any]) -> election.ServiceState | None:
@@ -274,7 +283,12 @@ class Speaker:
 
     # -- the decision ----------------------------------------------------------------------------
 
-    def _config(self) -> tuple[list[election.L2Ad], Any, dict[str, dict[str, str]]]:
+    def _config(self) -> ParsedConfig:
+        if self._parsed is None:
+            self._parsed = self._parse_config()
+        return self._parsed
+
+    def _parse_config(self) -> ParsedConfig:
         pools_objs = list(self.pools.items.values())
         snapshot = build_config(pools_objs)
         pool_labels = {
