@@ -44,14 +44,25 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("httpcore2").setLevel(logging.WARNING)
 
 
+def _cluster_args(parser: argparse.ArgumentParser, *, namespace_help: str) -> None:
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
+    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
+    parser.add_argument("--namespace", default="metallb-system", help=namespace_help)
+
+
+def _daemon_args(parser: argparse.ArgumentParser, *, metrics_port: int) -> None:
+    parser.add_argument(
+        "--metrics-address", default=f"127.0.0.1:{metrics_port}", help="HOST:PORT for /metrics; empty: off"
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onprem-lb", description="onprem.ingress load-balancer engine")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ctl = sub.add_parser("controller", help="allocate addresses to LoadBalancer Services (leader-elected)")
-    ctl.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
-    ctl.add_argument("--context", help="kubeconfig context (default: the current one)")
-    ctl.add_argument("--namespace", default="metallb-system", help="namespace of the metallb.io objects and the Lease")
+    _cluster_args(ctl, namespace_help="namespace of the metallb.io objects and the Lease")
     ctl.add_argument(
         "--lb-class",
         default="",
@@ -62,13 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     ctl.add_argument("--lease-duration", type=float, default=15.0, help="seconds (default 15)")
     ctl.add_argument("--renew-deadline", type=float, default=10.0, help="seconds (default 10)")
     ctl.add_argument("--retry-period", type=float, default=2.0, help="seconds (default 2)")
-    ctl.add_argument("--metrics-address", default="127.0.0.1:7472", help="HOST:PORT for /metrics; empty: off")
-    ctl.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _daemon_args(ctl, metrics_port=7472)
 
     spk = sub.add_parser("speaker", help="announce this node's addresses (layer 2: ARP and NDP)")
-    spk.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
-    spk.add_argument("--context", help="kubeconfig context (default: the current one)")
-    spk.add_argument("--namespace", default="metallb-system", help="namespace of the metallb.io objects and Leases")
+    _cluster_args(spk, namespace_help="namespace of the metallb.io objects and Leases")
     spk.add_argument("--node-name", default=os.environ.get("NODE_NAME", ""), help="this node (default: $NODE_NAME)")
     spk.add_argument(
         "--heartbeat-address",
@@ -87,8 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     spk.add_argument("--handover-timeout", type=float, default=2.0, help="longest planned handover (default 2 s)")
     spk.add_argument("--garp-count", type=int, default=3, help="gratuitous ARP/NA rounds on takeover (default 3)")
     spk.add_argument("--garp-interval", type=float, default=0.2, help="seconds between those rounds (default 0.2)")
-    spk.add_argument("--metrics-address", default="127.0.0.1:7473", help="HOST:PORT for /metrics; empty: off")
-    spk.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _daemon_args(spk, metrics_port=7473)
 
     conv = sub.add_parser("convert-configmap", help="print metallb.io objects for a legacy MetalLB ConfigMap")
     conv.add_argument("file", help="the ConfigMap manifest (or its bare `config` value); - for stdin")
