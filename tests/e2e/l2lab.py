@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import CRD_DIR, REPO, SRC, kubectl, run_controlplane, wait_for
+from tests.integration.conftest import CRD_DIR, REPO, SRC, kubectl, run_controlplane, stop_process, wait_for
 
 NETLAB = REPO / "lab" / "bin" / "netlab"
 L2PROBE = REPO / "lab" / "bin" / "l2probe"
@@ -124,15 +124,8 @@ class Speaker:
         return self.proc.poll() is None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
         self._log.close()
-        return self.proc.returncode
+        return stop_process(self.proc, sig, timeout)
 
 
 class L2Lab:

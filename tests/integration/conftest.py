@@ -141,6 +141,18 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 30, inte
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+    """Signal a process and wait for it, bounded; SIGKILL if it does not stop in time."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
 class LbController:
     """One `onprem-lb controller` process, its log in a file."""
 
@@ -161,15 +173,8 @@ class LbController:
             raise AssertionError(f"controller exited ({self.proc.returncode}) before logging {text!r}:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
         self._log.close()
-        return self.proc.returncode
+        return stop_process(self.proc, sig, timeout)
 
 
 @pytest.fixture
