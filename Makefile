@@ -16,7 +16,7 @@ TARBALL     := $(CURDIR)/.cache/build/onprem-ingress-$(VERSION).tar.gz
 # Outside this git checkout: inside it, ansible-test would list files with git and see none.
 SANITY_ROOT := $(or $(TMPDIR),/tmp)/onprem-ingress-sanity
 
-.PHONY: help test lab host-deps venv controlplane collection-link lint sanity build pytest molecule clean
+.PHONY: help test lab host-deps venv controlplane collection-link lint sanity build dist pytest molecule clean
 
 help:
 	@echo "make lab    deploy the stack on the local lab (control plane first)"
@@ -29,7 +29,7 @@ host-deps:
 	scripts/host-deps.sh
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-engine.txt requirements-dev.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
@@ -48,7 +48,17 @@ lint: venv collection-link
 	for script in lab/bin/controlplane lab/bin/netlab lab/bin/l2probe; do mypy $$script; done
 	ansible-lint --profile production
 
-build: venv
+# The engine as one file (scripts/build_engine.py): dist/onprem-lb-VERSION.pyz, and a copy in the
+# lb_engine role, which installs it on the nodes (and so ships in the collection tarball).
+ENGINE      := $(CURDIR)/dist/onprem-lb-$(VERSION).pyz
+ENGINE_ROLE := $(CURDIR)/roles/lb_engine/files/onprem-lb.pyz
+dist: $(ENGINE_ROLE)
+$(ENGINE_ROLE): $(VENV)/.installed requirements-engine.txt scripts/build_engine.py $(shell find src/onprem_lb -name '*.py') plugins/module_utils/ipam.py
+	$(VENV)/bin/python scripts/build_engine.py $(ENGINE)
+	mkdir -p $(dir $@)
+	cp $(ENGINE) $@
+
+build: venv dist
 	mkdir -p $(dir $(TARBALL))
 	ansible-galaxy collection build --force --output-path $(dir $(TARBALL)) .
 
@@ -74,14 +84,14 @@ sanity: build $(SANITY_VENV)/.installed
 	cd $(SANITY_ROOT)/ansible_collections/onprem/ingress && \
 	  PATH=$(SANITY_VENV)/bin:$$PATH ansible-test sanity --local --requirements --python 3.11 --color no
 
-pytest: venv collection-link controlplane
+pytest: venv collection-link controlplane dist
 	pytest tests
 
 # Molecule scenarios of the host roles (extensions/molecule/<role>): podman nodes running systemd
 # on internal podman networks, image built once into .cache/images/. The scenarios run side by
 # side (own nodes, networks, control plane); logs in .cache/molecule-logs/, shown on failure.
 MOLECULE_SCENARIOS := sysctl host_network kube_proxy
-molecule: host-deps venv collection-link controlplane
+molecule: host-deps venv collection-link controlplane dist
 	export CONTAINERS_CONF=$(CURDIR)/lab/nodes/containers.conf && lab/nodes/build-image.sh >/dev/null
 	mkdir -p .cache/molecule-logs; export CONTAINERS_CONF=$(CURDIR)/lab/nodes/containers.conf; pids=(); \
 	for s in $(MOLECULE_SCENARIOS); do molecule test -s $$s >.cache/molecule-logs/$$s.log 2>&1 & pids+=($$!); done; \
@@ -90,7 +100,7 @@ molecule: host-deps venv collection-link controlplane
 	if [ -n "$$failed" ]; then echo "molecule: failed:$$failed (logs in .cache/molecule-logs/)"; exit 1; fi; \
 	echo "molecule: $(MOLECULE_SCENARIOS) passed"
 
-lab: host-deps venv controlplane collection-link
+lab: host-deps venv controlplane collection-link dist
 	lab/bin/controlplane up
 	@echo "make lab: control plane up; kubeconfig .lab/controlplane/admin.kubeconfig"
 

@@ -83,9 +83,11 @@ def run_playbook(
     check: bool = False,
     diff: bool = False,
     limit: str | None = None,
+    inventory: str | None = None,
 ) -> PlaybookRun:
-    """Run one of the scenario's playbooks against its inventory, as molecule does."""
-    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO_DIR / playbook)]
+    """Run one of the scenario's playbooks (or any, by absolute path) against its inventory, as
+    molecule does, or against `inventory`."""
+    cmd = ["ansible-playbook", "-i", inventory or os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO_DIR / playbook)]
     if extra_vars:
         cmd += ["--extra-vars", json.dumps(extra_vars)]
     if check:

@@ -15,8 +15,14 @@ description:
   - Checks address pool definitions from inventory variables before anything is applied to a
     cluster, and returns them as C(metallb.io/v1beta1) C(IPAddressPool) resources.
   - Rejects malformed addresses, ranges that end before they start, CIDRs with host bits set,
-    duplicate names, pools that overlap each other, and pools that overlap the cluster's node,
-    Service or Pod CIDRs. The error says which pool and what to change.
+    duplicate names, pools that overlap each other, and pools that overlap the cluster's Service or
+    Pod CIDRs. The error says which pool and what to change.
+  - Checks the pools against the node network. In layer 2 mode a pool must lie B(inside) a node
+    subnet (O(node_cidrs)), because only hosts on the segment can reach it by ARP (IPv4) or NDP
+    (IPv6); a pool inside a node subnet is therefore fine. A pool that contains an address a node
+    holds (O(node_addresses)), or the network or broadcast address of an IPv4 node subnet (/30 and
+    larger), is rejected. A layer 2 pool (O(l2_pools)) with addresses outside every node subnet
+    gets a warning, not an error, since a router may still carry them; see RV(l2_warnings).
   - Reports the number of addresses per pool and family (C(avoid_buggy_ips) honoured; a /64 is
     counted, never expanded).
   - Changes nothing anywhere, so check mode and diff mode behave as a normal run.
@@ -63,10 +69,34 @@ options:
     type: str
     default: metallb-system
   node_cidrs:
-    description: CIDRs of the node network; pools must not overlap them.
+    description:
+      - The subnets the nodes sit on (V(192.168.120.0/24)); interface notation
+        (V(192.168.120.11/24)) means its subnet.
+      - A pool inside one of them is what layer 2 needs. The IPv4 network and broadcast addresses
+        of a subnet larger than /31 must not be in a pool.
+      - Layer 2 pools (O(l2_pools)) with addresses outside all of them get a warning. Empty
+        skips that check.
     type: list
     elements: str
     default: []
+  node_addresses:
+    description:
+      - The addresses the nodes themselves hold (V(192.168.120.11)), without prefix length. A pool
+        that contains one of them is rejected, since MetalLB would hand it to a Service and the
+        node and the Service would answer ARP/NDP for the same address.
+      - The segment's router and other hosts with fixed addresses may be listed too.
+    type: list
+    elements: str
+    default: []
+  l2_pools:
+    description:
+      - Names of the pools announced in layer 2 mode, as listed in an C(L2Advertisement)'s
+        C(ipAddressPools). These are checked to lie inside O(node_cidrs).
+      - When omitted, every pool counts as layer 2, like an C(L2Advertisement) that names no
+        pools. V([]) means no pool is announced in layer 2 (BGP only); nothing is checked then.
+      - Every name must be one of O(pools).
+    type: list
+    elements: str
   service_cidrs:
     description: The cluster's Service CIDRs (C(--service-cluster-ip-range)); pools must not overlap them.
     type: list
@@ -87,8 +117,8 @@ attributes:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
 notes:
-  - An address assigned to a node's interface is a different problem (it breaks ARP); the
-    onprem.ingress.host_network role checks that on the hosts themselves.
+  - O(node_addresses) is checked against the inventory here, before anything is applied; the
+    onprem.ingress.host_network role checks the addresses really assigned on the hosts themselves.
 """
 
 EXAMPLES = r"""
@@ -100,8 +130,21 @@ EXAMPLES = r"""
       - name: reserved
         addresses: [198.51.100.10-198.51.100.20]
         auto_assign: false
-    node_cidrs: [192.0.2.0/26]
     service_cidrs: [10.96.0.0/12]
+  register: lb_pools
+
+- name: Layer 2 pool inside the node subnet (MetalLB's "part of the host network")
+  onprem.ingress.lb_pool:
+    pools:
+      - name: default
+        addresses: [192.168.120.200-192.168.120.250]
+      - name: bgp
+        addresses: [198.51.100.0/24]
+    node_cidrs: [192.168.120.0/24]
+    node_addresses: [192.168.120.11, 192.168.120.12, 192.168.120.13, 192.168.120.1]
+    l2_pools: [default]
+    service_cidrs: [10.96.0.0/12]
+    pod_cidrs: [10.244.0.0/16]
   register: lb_pools
 
 - name: Apply them
@@ -124,6 +167,52 @@ resources:
   returned: success
   type: list
   elements: dict
+l2_warnings:
+  description:
+    - Layer 2 pools with addresses outside every node subnet, one entry per pool; the same
+      messages are also given as warnings. Empty when O(node_cidrs) is empty.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    pool:
+      description: The pool's name.
+      type: str
+    addresses:
+      description: The parts of the pool outside every node subnet.
+      type: list
+      elements: str
+    msg:
+      description: What is wrong and what to change.
+      type: str
+  sample:
+    - pool: default
+      addresses: [10.0.0.0/24]
+      msg: "pool 'default' is announced in layer 2, but 10.0.0.0/24 is outside every node subnet ..."
+node_conflicts:
+  description: Pools holding a node address or a node subnet's network or broadcast address.
+  returned: failure
+  type: list
+  elements: dict
+  contains:
+    pool:
+      description: The pool's name.
+      type: str
+    addresses:
+      description: The addresses it must not contain.
+      type: list
+      elements: dict
+      contains:
+        address:
+          description: The address, e.g. V(192.168.120.11).
+          type: str
+        what:
+          description: V(node address), or which node subnet's network or broadcast address it is.
+          type: str
+    suggestion:
+      description: The pool's addresses without them (empty when too long to show).
+      type: list
+      elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -134,7 +223,11 @@ from ansible_collections.onprem.ingress.plugins.module_utils.ipam import (
     NETADDR_IMPORT_ERROR,
     IpamError,
     find_cidr_conflicts,
+    find_node_conflicts,
+    find_outside_node_subnets,
     find_overlaps,
+    parse_node_addresses,
+    parse_node_subnets,
     pools_from_specs,
 )
 
@@ -158,6 +251,8 @@ def main() -> None:
             },
             "namespace": {"type": "str", "default": "metallb-system"},
             "node_cidrs": {"type": "list", "elements": "str", "default": []},
+            "node_addresses": {"type": "list", "elements": "str", "default": []},
+            "l2_pools": {"type": "list", "elements": "str"},
             "service_cidrs": {"type": "list", "elements": "str", "default": []},
             "pod_cidrs": {"type": "list", "elements": "str", "default": []},
         },
@@ -175,31 +270,62 @@ def main() -> None:
         specs.append((entry["name"], spec))
     try:
         pools = pools_from_specs(specs)
+        node_subnets = parse_node_subnets(module.params["node_cidrs"])
+        node_addresses = parse_node_addresses(module.params["node_addresses"])
         overlaps = find_overlaps(pools)
         conflicts = find_cidr_conflicts(
-            pools,
-            {
-                "node": module.params["node_cidrs"],
-                "service": module.params["service_cidrs"],
-                "pod": module.params["pod_cidrs"],
-            },
+            pools, {"service": module.params["service_cidrs"], "pod": module.params["pod_cidrs"]}
         )
+        node_conflicts = find_node_conflicts(pools, node_subnets, node_addresses)
     except IpamError as exc:
         module.fail_json(msg=str(exc))
 
+    names = [p.name for p in pools]
+    l2_names = module.params["l2_pools"]
+    if l2_names is None:
+        l2_names = names
+    unknown = sorted(set(l2_names) - set(names))
+    if unknown:
+        module.fail_json(
+            msg=f"l2_pools names {', '.join(map(repr, unknown))}, which {'is' if len(unknown) == 1 else 'are'} not "
+            f"among the pools ({', '.join(names)}); list only pool names, as in an L2Advertisement's ipAddressPools"
+        )
+    l2_warnings = []
+    if node_subnets:
+        l2_pools = [p for p in pools if p.name in set(l2_names)]
+        for outside in find_outside_node_subnets(l2_pools, node_subnets):
+            module.warn(outside.message())
+            l2_warnings.append({"pool": outside.pool, "addresses": list(outside.addresses), "msg": outside.message()})
+
+    parts = []
     problems = [f"pools {o.first!r} and {o.second!r} share {o.addresses}" for o in overlaps]
     problems += [f"pool {c.first!r} overlaps the {c.second} CIDRs at {c.addresses}" for c in conflicts]
     if problems:
+        parts.append(
+            "; ".join(problems) + ". Every address must belong to one pool and to no Service or Pod network: "
+            "shrink or move the pools named"
+        )
+    parts += [c.message() for c in node_conflicts]
+    if parts:
         module.fail_json(
-            msg="address pools conflict: " + "; ".join(problems) + ". Every address must belong to one pool "
-            "and to no node, Service or Pod network: shrink or move the pools named.",
+            msg="address pools conflict: " + ". ".join(parts) + ".",
             overlaps=[o.__dict__ for o in overlaps],
             conflicts=[c.__dict__ for c in conflicts],
+            node_conflicts=[
+                {
+                    "pool": c.pool,
+                    "addresses": [{"address": a, "what": w} for a, w in c.addresses],
+                    "suggestion": list(c.suggestion),
+                }
+                for c in node_conflicts
+            ],
+            l2_warnings=l2_warnings,
         )
 
     namespace = module.params["namespace"]
     module.exit_json(
         changed=False,
+        l2_warnings=l2_warnings,
         pools=[
             {"name": p.name, "size": {FAMILY_NAMES[v]: p.size(v) for v in (4, 6)}, "spec": p.to_spec()} for p in pools
         ],

@@ -40,8 +40,8 @@ def _setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
-    logging.getLogger("httpcore2").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 def _cluster_args(parser: argparse.ArgumentParser, *, namespace_help: str) -> None:
@@ -59,6 +59,7 @@ def _daemon_args(parser: argparse.ArgumentParser, *, metrics_port: int) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onprem-lb", description="onprem.ingress load-balancer engine")
+    parser.add_argument("--version", action="version", version=f"onprem-lb {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ctl = sub.add_parser("controller", help="allocate addresses to LoadBalancer Services (leader-elected)")
@@ -153,7 +154,7 @@ async def _controller(args: argparse.Namespace) -> int:
     try:
         await run_controller(client, elector, namespace=args.namespace, lb_class=args.lb_class or None, stop=stop)
     finally:
-        await client.close()
+        await kube.close_client(client)
     log.info("stopped")
     return 0
 
@@ -236,7 +237,7 @@ async def _speaker(args: argparse.Namespace) -> int:
         print(f"onprem-lb speaker: {exc}", file=sys.stderr)
         return 2
     finally:
-        await client.close()
+        await kube.close_client(client)
     log.info("stopped")
     return 0
 

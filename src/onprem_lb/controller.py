@@ -87,7 +87,7 @@ def _ips(svc: Mapping[str, Any]) -> list[str]:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return dt.datetime.now(dt.timezone.utc)
 
 
 class Controller:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-import httpx2
+import httpx
 import yaml
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
@@ -32,7 +32,7 @@ BGPAdvertisement = create_namespaced_resource(GROUP, "v1beta1", "BGPAdvertisemen
 ServiceL2Status = create_namespaced_resource(GROUP, "v1beta1", "ServiceL2Status", "servicel2statuses")
 
 # Errors that mean "the API server is not reachable right now": retry, never crash.
-TRANSIENT = (httpx2.TransportError, OSError, asyncio.TimeoutError)
+TRANSIENT = (httpx.TransportError, OSError, asyncio.TimeoutError)
 
 
 class KubeAccessError(Exception):
@@ -60,8 +60,12 @@ def load_config(kubeconfig: str | None, context: str | None = None) -> SingleCon
 def make_client(config: SingleConfig, field_manager: str) -> AsyncClient:
     # trust_env=False: never route API traffic through proxy variables of the host.
     return AsyncClient(
-        config=config, field_manager=field_manager, trust_env=False, timeout=httpx2.Timeout(15.0, read=330.0)
+        config=config, field_manager=field_manager, trust_env=False, timeout=httpx.Timeout(15.0, read=330.0)
     )
+
+
+async def close_client(client: AsyncClient) -> None:
+    await client.close()  # type: ignore[no-untyped-call]  # (lightkube 0.x has no annotation here)
 
 
 def key_of(meta: Mapping[str, Any]) -> str:
@@ -166,7 +170,7 @@ class Informer(Generic[T]):
                     continue
                 failures += 1
                 log.warning("watch of %s failed: %s (%s)", self.name, exc.status.message, exc.status.code)
-            except httpx2.HTTPStatusError as exc:
+            except httpx.HTTPStatusError as exc:
                 # lightkube raises this (not ApiError) when the watch request itself is refused,
                 # e.g. 429 while a freshly started apiserver's watch cache is still warming up.
                 code = exc.response.status_code

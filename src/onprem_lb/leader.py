@@ -53,7 +53,7 @@ class LeaderElector:
         return time.monotonic() < self._valid_until
 
     def _now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
+        return dt.datetime.now(dt.timezone.utc)
 
     async def _try(self) -> bool:
         """One attempt to acquire or renew. True when we hold the Lease afterwards."""

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import gc
 import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Optional
 
 from lightkube import ApiError, AsyncClient
 from lightkube.models.coordination_v1 import LeaseSpec
@@ -35,13 +36,14 @@ from lightkube.resources.core_v1 import Event, Node, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
-from onprem_lb import election, ipam, l2, metrics
+from onprem_lb import election, ipam, kube, l2, metrics
 from onprem_lb.config import build_config
 from onprem_lb.kube import TRANSIENT, Informer, IPAddressPool, L2Advertisement, ServiceL2Status, key_of
 
 log = logging.getLogger("onprem_lb.speaker")
 # L2Advertisements, address -> pool name, pool labels: what the election needs from the config
-ParsedConfig = tuple[list[election.L2Ad], Callable[[str], str | None], dict[str, dict[str, str]]]
+# (typing.Optional, not `str | None`: this alias is evaluated at run time, on Python 3.9 too)
+ParsedConfig = tuple[list[election.L2Ad], Callable[[str], Optional[str]], dict[str, dict[str, str]]]
 COMPONENT = "onprem-lb-speaker"
 HEARTBEAT_ANNOTATION = "onprem-lb.io/heartbeat-address"
 SPEAKER_LABEL = "app.kubernetes.io/component"
@@ -221,7 +223,7 @@ class Speaker:
 
     async def _renew_once(self) -> bool:
         started = time.monotonic()
-        now = dt.datetime.now(dt.UTC)
+        now = dt.datetime.now(dt.timezone.utc)
         meta = ObjectMeta(
             name=self.lease_name,
             namespace=self.namespace,
@@ -234,14 +236,14 @@ class Speaker:
                 await self.client.patch(
                     Lease,
                     self.lease_name,
-                    {"metadata": {"annotations": meta.annotations, "labels": meta.labels}, "spec": spec.to_dict()},
+                    {"metadata": {"annotations": meta.annotations, "labels": meta.labels}, "spec": kube.to_plain(spec)},
                     namespace=self.namespace,
                     patch_type=PatchType.MERGE,
                 )
             except ApiError as exc:
                 if exc.status.code != 404:
                     raise
-                await self.client.create(Lease(metadata=meta, spec=LeaseSpec(**{**spec.to_dict(), "acquireTime": now})))
+                await self.client.create(Lease(metadata=meta, spec=dataclasses.replace(spec, acquireTime=now)))
         except (ApiError, *TRANSIENT) as exc:
             log.warning("renewing lease %s failed: %s", self.lease_name, getattr(exc, "status", exc))
             return False
@@ -434,7 +436,7 @@ class Speaker:
 
     def _event(self, svc_key: str, kind: str, reason: str, message: str) -> None:
         ns, _, name = svc_key.partition("/")
-        now = dt.datetime.now(dt.UTC)
+        now = dt.datetime.now(dt.timezone.utc)
         event = Event(
             metadata=ObjectMeta(generateName=f"{name}.", namespace=ns),
             involvedObject=ObjectReference(kind="Service", apiVersion="v1", name=name, namespace=ns),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -18,6 +19,7 @@ from .conftest import ControlPlane
 pytestmark = pytest.mark.integration
 
 POOL_NS = "metallb-system"
+SEEDS = Path(__file__).resolve().parent / "seeds"
 
 
 def run_module(module: str, args: dict[str, Any], *, check: bool = False, diff: bool = False) -> dict[str, Any]:
@@ -71,6 +73,32 @@ def test_lb_pool_normalises_and_builds_resources() -> None:
         ),
         ({"pools": [{"name": "a", "addresses": ["192.0.2.7/24"]}]}, "write 192.0.2.0/24 for the whole network"),
         ({"pools": [{"name": "a", "addresses": ["192.0.2.0/24"], "autoassign": True}]}, "autoassign"),
+        (
+            {
+                "pools": [{"name": "default", "addresses": ["192.168.120.10-192.168.120.20"]}],
+                "node_cidrs": ["192.168.120.0/24"],
+                "node_addresses": ["192.168.120.11", "192.168.120.12"],
+            },
+            "pool 'default' contains 192.168.120.11 (node address), 192.168.120.12 (node address), which no "
+            "Service may get (a Service holding one would fight the node or the subnet over ARP/NDP); leave them "
+            "out of the pool, e.g. addresses: [192.168.120.10/32, 192.168.120.13-192.168.120.20]",
+        ),
+        (
+            {"pools": [{"name": "default", "addresses": ["192.168.120.0/24"]}], "node_cidrs": ["192.168.120.0/24"]},
+            "192.168.120.0 (the network address of node subnet 192.168.120.0/24)",
+        ),
+        (
+            {"pools": [{"name": "a", "addresses": ["192.0.2.0/28"]}], "node_addresses": ["not-an-ip"]},
+            "node_addresses entry 'not-an-ip' is not an IP address; write each address a node holds",
+        ),
+        (
+            {
+                "pools": [{"name": "a", "addresses": ["192.0.2.0/28"]}],
+                "node_cidrs": ["192.0.2.0/24"],
+                "l2_pools": ["b"],
+            },
+            "l2_pools names 'b', which is not among the pools (a)",
+        ),
     ],
 )
 def test_lb_pool_rejects_bad_input_clearly(args: dict[str, Any], message: str) -> None:
@@ -78,6 +106,51 @@ def test_lb_pool_rejects_bad_input_clearly(args: dict[str, Any], message: str) -
     assert result.get("failed") is True
     assert message in result["msg"]
     assert "Traceback" not in json.dumps(result)
+
+
+def seed000_pools(ip_range: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Seed 000's MetalLB 0.12 ConfigMap as lb_pool pools, and the names of its layer2 pools."""
+    text = (SEEDS / "seed000-config-pool.yaml").read_text().replace("{ip-start}-{ip-stop}", ip_range)
+    config = yaml.safe_load(yaml.safe_load(text)["data"]["config"])
+    pools = [{"name": p["name"], "addresses": p["addresses"]} for p in config["address-pools"]]
+    return pools, [p["name"] for p in config["address-pools"] if p.get("protocol") == "layer2"]
+
+
+def test_lb_pool_seed000_layer2_pool_inside_the_node_subnet_passes() -> None:
+    """MetalLB: "the allocated addresses must be part of the host network" -- so no conflict, no warning."""
+    pools, l2 = seed000_pools("192.168.120.200-192.168.120.250")
+    assert l2 == ["default"]
+    args = {
+        "pools": pools,
+        "node_cidrs": ["192.168.120.0/24"],
+        "node_addresses": ["192.168.120.11", "192.168.120.12", "192.168.120.13"],
+        "service_cidrs": ["10.96.0.0/12"],
+        "pod_cidrs": ["10.244.0.0/16"],
+    }
+    for extra in ({}, {"l2_pools": l2}):
+        result = run_module("lb_pool", {**args, **extra})
+        assert not result.get("failed"), result
+        assert result["l2_warnings"] == [] and not result.get("warnings"), result
+        assert result["resources"][0]["spec"]["addresses"] == ["192.168.120.200-192.168.120.250"]
+
+
+def test_lb_pool_warns_about_a_layer2_pool_outside_every_node_subnet() -> None:
+    args: dict[str, Any] = {
+        "pools": [
+            {"name": "default", "addresses": ["192.168.120.200-192.168.120.250"]},
+            {"name": "elsewhere", "addresses": ["198.51.100.0/28"]},
+        ],
+        "node_cidrs": ["192.168.120.0/24"],
+        "node_addresses": ["192.168.120.11"],
+    }
+    result = run_module("lb_pool", args)  # l2_pools omitted: every pool is layer 2
+    assert not result.get("failed"), result
+    (warning,) = result["l2_warnings"]
+    assert warning["pool"] == "elsewhere" and warning["addresses"] == ["198.51.100.0/28"]
+    assert "no host on the segment can reach it by ARP" in warning["msg"] and "l2_pools" in warning["msg"]
+    assert any(warning["msg"] in w for w in result["warnings"]), result
+    result = run_module("lb_pool", {**args, "l2_pools": ["default"]})  # "elsewhere" is announced by BGP
+    assert not result.get("failed") and result["l2_warnings"] == [] and not result.get("warnings"), result
 
 
 # -- against the cluster -----------------------------------------------------------------------------

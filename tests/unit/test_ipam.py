@@ -11,14 +11,21 @@ from ansible_collections.onprem.ingress.plugins.module_utils.ipam import (
     Allocator,
     IpamError,
     LabelSelector,
+    NodeConflict,
+    OutsideNodeSubnets,
     Pool,
     ServiceRequest,
     address_text,
     find_cidr_conflicts,
+    find_node_conflicts,
+    find_outside_node_subnets,
     find_overlaps,
     parse_address,
+    parse_node_addresses,
+    parse_node_subnets,
     pools_from_specs,
     request_from_service,
+    subtract_ranges,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -205,6 +212,149 @@ def test_conflicts_with_cluster_cidrs() -> None:
     ]
     with pytest.raises(IpamError, match="node CIDR 'nope'"):
         find_cidr_conflicts(pools, {"node": ["nope"]})
+
+
+# -- pools and the node network ---------------------------------------------------------------------
+
+
+def node_check(
+    pool_specs: list[tuple[str, dict[str, Any]]], subnets: list[str], addresses: list[str]
+) -> tuple[list[NodeConflict], list[OutsideNodeSubnets]]:
+    pools = pools_from_specs(pool_specs)
+    parsed = parse_node_subnets(subnets)
+    return find_node_conflicts(pools, parsed, parse_node_addresses(addresses)), find_outside_node_subnets(pools, parsed)
+
+
+def test_seed000_pool_inside_the_node_subnet_is_fine() -> None:
+    """MetalLB: "the allocated addresses must be part of the host network"."""
+    conflicts, outside = node_check(
+        [("default", {"addresses": ["192.168.120.200-192.168.120.250"]})],
+        ["192.168.120.0/24"],
+        ["192.168.120.11", "192.168.120.12", "192.168.120.1"],
+    )
+    assert conflicts == [] and outside == []
+
+
+def test_pool_holding_a_node_address_conflicts_and_says_what_to_write() -> None:
+    conflicts, _ = node_check(
+        [
+            ("default", {"addresses": ["192.168.120.0/24"]}),
+            ("clean", {"addresses": ["192.168.121.1-192.168.121.254"]}),
+            ("v6", {"addresses": ["2001:db8::/120"]}),
+        ],
+        ["192.168.120.0/24", "192.168.121.0/24", "2001:db8::/64"],
+        ["192.168.120.11", "2001:db8::5", "192.168.120.11"],
+    )
+    assert [(c.pool, c.addresses, c.suggestion) for c in conflicts] == [
+        (
+            "default",
+            (
+                ("192.168.120.0", "the network address of node subnet 192.168.120.0/24"),
+                ("192.168.120.11", "node address"),
+                ("192.168.120.255", "the broadcast address of node subnet 192.168.120.0/24"),
+            ),
+            ("192.168.120.1-192.168.120.10", "192.168.120.12-192.168.120.254"),
+        ),
+        ("v6", (("2001:db8::5", "node address"),), ("2001:db8::-2001:db8::4", "2001:db8::6-2001:db8::ff")),
+    ]
+    message = conflicts[0].message()
+    assert "pool 'default' contains 192.168.120.0 (the network address" in message
+    assert "192.168.120.11 (node address)" in message
+    assert "addresses: [192.168.120.1-192.168.120.10, 192.168.120.12-192.168.120.254]" in message
+    assert "node_addresses" in message
+    assert "node_addresses" not in conflicts[1].message().split(";")[0]
+
+
+@pytest.mark.parametrize(
+    ("pool", "subnet", "conflicts"),
+    [
+        ("192.168.120.0/31", "192.168.120.0/31", []),  # point-to-point: both addresses usable
+        ("192.168.120.0/32", "192.168.120.0/32", []),
+        ("192.168.120.0/30", "192.168.120.0/30", ["192.168.120.0", "192.168.120.3"]),
+        ("192.168.120.0/24", "192.168.120.0/24", []),  # with avoidBuggyIPs below: .0/.255 never handed out
+        ("2001:db8::/64", "2001:db8::/64", []),  # IPv6 has no broadcast address
+    ],
+)
+def test_network_and_broadcast_address(pool: str, subnet: str, conflicts: list[str]) -> None:
+    found, _ = node_check([("p", {"addresses": [pool], "avoidBuggyIPs": pool.endswith("/24")})], [subnet], [])
+    assert [a for c in found for a, _what in c.addresses] == conflicts
+
+
+def test_many_node_addresses_are_summarised() -> None:
+    nodes = [f"192.168.120.{i}" for i in range(10, 50, 2)]
+    (conflict,), _ = node_check([("big", {"addresses": ["192.168.120.0/24"]})], ["192.168.120.0/24"], nodes)
+    assert len(conflict.addresses) == 22 and conflict.suggestion == ()  # 21 pieces: too many to suggest
+    assert "and 17 more" in conflict.message() and "leave them out of the pool" in conflict.message()
+    nodes = [f"192.168.120.{i}" for i in range(10, 50)]
+    (conflict,), _ = node_check([("big", {"addresses": ["192.168.120.0/24"]})], ["192.168.120.0/24"], nodes)
+    assert conflict.suggestion == ("192.168.120.1-192.168.120.9", "192.168.120.50-192.168.120.254")
+
+
+def test_pools_outside_every_node_subnet() -> None:
+    _, outside = node_check(
+        [
+            ("inside", {"addresses": ["192.168.120.200/29"]}),
+            ("straddles", {"addresses": ["192.168.120.250-192.168.121.5"]}),
+            ("elsewhere", {"addresses": ["10.0.0.0/24", "2001:db8:1::/64"]}),
+            ("two_subnets", {"addresses": ["192.168.122.0/23"]}),
+            ("buggy_edge", {"addresses": ["192.168.119.255-192.168.120.10"], "avoidBuggyIPs": True}),
+        ],
+        ["192.168.120.0/24", "192.168.122.0/24", "192.168.123.0/24"],
+        [],
+    )
+    assert [(o.pool, o.addresses) for o in outside] == [
+        ("straddles", ("192.168.121.0-192.168.121.5",)),
+        ("elsewhere", ("10.0.0.0/24", "2001:db8:1::/64")),
+    ]
+    assert outside[0].message() == (
+        "pool 'straddles' is announced in layer 2, but 192.168.121.0-192.168.121.5 is outside every node subnet "
+        "(node_cidrs): no host on the segment can reach it by ARP. Move the pool into a node subnet, add the subnet "
+        "to node_cidrs if the nodes do sit on it, or announce the pool by BGP and leave it out of l2_pools"
+    )
+    assert "ARP/NDP" in outside[1].message()
+
+
+@pytest.mark.parametrize(
+    ("subnets", "addresses", "message"),
+    [
+        (["nope"], [], "node_cidrs entry 'nope' is not a CIDR; list the subnets the nodes sit on"),
+        (["192.168.120.0/33"], [], "node_cidrs entry '192.168.120.0/33' is not a CIDR"),
+        ([], ["not-an-ip"], "node_addresses entry 'not-an-ip' is not an IP address; write each address a node holds"),
+        ([], ["192.168.120.11/24"], "write it without the prefix length (192.168.120.11)"),
+        ([], [""], "node_addresses entry '' is not an IP address"),
+    ],
+)
+def test_node_input_errors_say_what_to_write(subnets: list[str], addresses: list[str], message: str) -> None:
+    with pytest.raises(IpamError) as exc:
+        node_check([("p", {"addresses": ["192.0.2.0/28"]})], subnets, addresses)
+    assert message in str(exc.value)
+
+
+def test_interface_notation_in_node_cidrs_means_the_subnet() -> None:
+    assert [s.cidr for s in parse_node_subnets(["192.168.120.11/24", "2001:db8::1/64"])] == [
+        "192.168.120.0/24",
+        "2001:db8::/64",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rng", "holes", "expected"),
+    [
+        ("192.0.2.0/24", [], ["192.0.2.0/24"]),
+        ("192.0.2.0/24", ["192.0.2.0/24"], []),
+        ("192.0.2.0/24", ["192.0.0.0/16"], []),
+        ("192.0.2.0/24", ["192.0.2.0/25", "2001:db8::/32"], ["192.0.2.128/25"]),
+        (
+            "192.0.2.0/24",
+            ["192.0.2.10/31", "192.0.2.11/32", "192.0.2.200-192.0.3.5"],
+            ["192.0.2.0-192.0.2.9", "192.0.2.12-192.0.2.199"],
+        ),
+        ("192.0.2.0/24", ["192.0.1.0/24", "192.0.3.0/24"], ["192.0.2.0/24"]),
+    ],
+)
+def test_subtract_ranges(rng: str, holes: list[str], expected: list[str]) -> None:
+    pieces = subtract_ranges(AddressRange.parse(rng), [AddressRange.parse(h) for h in holes])
+    assert [str(p) for p in pieces] == expected
 
 
 # -- selectors -----------------------------------------------------------------------------------
@@ -576,3 +726,84 @@ def test_property_release_then_allocate_reuses_lowest(released: list[int]) -> No
         a.release(f"default/s{i}")
     again = [ips(a.allocate(req(f"new{i}")))[0] for i in range(len(released))]
     assert again == [f"192.0.2.{i}" for i in sorted(released)]
+
+
+# -- properties: pools against node subnets and node addresses ------------------------------------
+
+
+@st.composite
+def subnet_pool_nodes(draw: st.DrawFn) -> tuple[int, str, list[str], list[str], bool]:
+    """A node subnet, a pool (1-3 disjoint ranges) inside it, and node addresses in and around it."""
+    version = draw(st.sampled_from([4, 6]))
+    bits = 32 if version == 4 else 128
+    prefix = draw(st.integers(min_value=bits - 12, max_value=bits))
+    base = draw(st.integers(min_value=0, max_value=2**bits - 1)) >> (bits - prefix) << (bits - prefix)
+    last = base + 2 ** (bits - prefix) - 1
+    cuts = sorted(draw(st.lists(st.integers(min_value=base, max_value=last), min_size=1, max_size=6, unique=True)))
+    if len(cuts) % 2:
+        cuts.append(cuts[-1])  # the last range is one address
+    ranges = [
+        f"{address_text(version, a)}-{address_text(version, b)}" for a, b in zip(cuts[::2], cuts[1::2], strict=True)
+    ]
+    near = st.integers(min_value=max(0, base - 4), max_value=min(2**bits - 1, last + 4))
+    nodes = [address_text(version, v) for v in draw(st.lists(near, max_size=6))]
+    cidr = f"{address_text(version, base)}/{prefix}"
+    return version, cidr, ranges, nodes, draw(st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(subnet_pool_nodes())
+def test_property_pool_inside_subnet_conflicts_only_on_held_addresses(
+    case: tuple[int, str, list[str], list[str], bool],
+) -> None:
+    version, cidr, ranges, nodes, avoid_buggy = case
+    (pool,) = pools_from_specs([("p", {"addresses": ranges, "avoidBuggyIPs": avoid_buggy})])
+    (subnet,) = parse_node_subnets([cidr])
+    node_values = parse_node_addresses(nodes)
+    assert find_outside_node_subnets([pool], [subnet]) == [], "a pool inside a node subnet is never outside it"
+
+    forbidden = {value for _v, value in node_values} | {value for value, _what in subnet.reserved()}
+    expected = sorted(a for a in forbidden if pool.contains(version, a))
+    conflicts = find_node_conflicts([pool], [subnet], node_values)
+    found = [parse_address(a)[1] for c in conflicts for a, _what in c.addresses]
+    assert found == expected, "conflicts are exactly the node/network/broadcast addresses the pool hands out"
+    if not nodes:
+        assert all(what != "node address" for c in conflicts for _a, what in c.addresses)
+    for c in conflicts:
+        if c.suggestion:
+            fixed = pools_from_specs([("p", {"addresses": list(c.suggestion), "avoidBuggyIPs": avoid_buggy})])
+            assert find_node_conflicts(fixed, [subnet], node_values) == [], "the suggested addresses are clean"
+            assert fixed[0].size(version) == pool.size(version) - len(expected), "and lose nothing else"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 2**16 - 1), st.integers(0, 2**16 - 1)), min_size=1, max_size=4),
+    st.lists(st.tuples(st.integers(0, 2**16 - 1), st.integers(0, 12)), max_size=4),
+)
+def test_property_outside_parts_are_exactly_what_no_subnet_covers(
+    pool_ranges: list[tuple[int, int]], subnets: list[tuple[int, int]]
+) -> None:
+    base = int(parse_address("10.0.0.0")[1])
+    ranges = sorted({(base + min(a, b), base + max(a, b)) for a, b in pool_ranges})
+    disjoint: list[tuple[int, int]] = []
+    for first, last in ranges:  # a pool's ranges must not overlap: keep a disjoint subset
+        if not disjoint or first > disjoint[-1][1]:
+            disjoint.append((first, last))
+    texts = [f"{address_text(4, a)}-{address_text(4, b)}" for a, b in disjoint]
+    cidrs = [f"{address_text(4, (base + start) >> size << size)}/{32 - size}" for start, size in subnets]
+    (pool,) = pools_from_specs([("p", {"addresses": texts})])
+    parsed = parse_node_subnets(cidrs)
+    outside = find_outside_node_subnets([pool], parsed)
+    pieces = [AddressRange.parse(t) for o in outside for t in o.addresses]
+
+    def covered(value: int) -> bool:
+        return any(s.rng.contains(value) for s in parsed)
+
+    for piece in pieces:
+        assert not any(piece.overlap(s.rng) for s in parsed), "reported parts lie in no subnet"
+    probes = {v for a, b in disjoint for v in (a, b, (a + b) // 2)} | {s.rng.first - 1 for s in parsed}
+    probes |= {s.rng.last + 1 for s in parsed}
+    for value in probes:
+        in_pool = pool.contains(4, value)
+        assert any(p.contains(value) for p in pieces) == (in_pool and not covered(value))

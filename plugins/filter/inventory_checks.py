@@ -1,0 +1,48 @@
+# -*- coding: utf-8 -*-
+# Copyright: onprem.ingress developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Inventory checks that run before anything changes: variables no role knows."""
+
+from __future__ import absolute_import, annotations, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import difflib
+from typing import Any, Callable, Dict, List, Mapping, Set
+
+from ansible.errors import AnsibleFilterError
+
+
+def _known_options(specs: Any) -> Set[str]:
+    known: Set[str] = set()
+    for spec in specs:
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("argument_specs"), Mapping):
+            raise AnsibleFilterError("unknown_role_variables: expected the contents of meta/argument_specs.yml files")
+        for entry in spec["argument_specs"].values():
+            known.update((entry or {}).get("options") or {})
+    return known
+
+
+def unknown_role_variables(names: Any, specs: Any, roles: Any) -> List[str]:
+    """Messages for variables named like a role's (``<role>_...``) that no argument spec declares.
+
+    ``names``: the variable names set for a host; ``specs``: the parsed argument_specs.yml files;
+    ``roles``: the role names (their ``<role>_`` prefixes are checked). Names starting with ``_``
+    are internal and never reported."""
+    known = _known_options(specs)
+    prefixes = tuple("%s_" % role for role in roles)
+    messages = []
+    for name in sorted(str(n) for n in names):
+        if name.startswith(prefixes) and name not in known:
+            role = max((r for r in roles if name.startswith("%s_" % r)), key=len)
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+            hint = "did you mean %s?" % close[0] if close else "see roles/%s/meta/argument_specs.yml" % role
+            messages.append("%s is not a variable of the onprem.ingress.%s role; %s" % (name, role, hint))
+    return messages
+
+
+class FilterModule(object):
+    """onprem.ingress inventory checks."""
+
+    def filters(self) -> Dict[str, Callable[..., Any]]:
+        return {"unknown_role_variables": unknown_role_variables}
