@@ -20,7 +20,8 @@ SANITY_ROOT := $(or $(TMPDIR),/tmp)/onprem-ingress-sanity
 
 help:
 	@echo "make lab    deploy the stack on the local lab (control plane first)"
-	@echo "make test   everything: set-up, lint, ansible-test sanity, pytest"
+	@echo "make test   everything: set-up, lint, ansible-test sanity, pytest, molecule"
+	@echo "make dist   the onprem-lb engine as one file (dist/onprem-lb-VERSION.pyz)"
 
 test: host-deps venv controlplane lint sanity pytest molecule
 	@echo "make test: all gates passed"
@@ -45,6 +46,10 @@ lint: venv collection-link
 	ruff check .
 	ruff format --check .
 	mypy plugins src/onprem_lb tests bench
+	# the engine runs on the nodes' Python 3.9+: mypy's oldest target catches newer APIs (the
+	# built file is run on 3.9 itself by tests/e2e/test_engine_file.py)
+	mypy --python-version 3.10 src/onprem_lb
+	mypy extensions/molecule/site extensions/molecule/conftest.py
 	for script in lab/bin/controlplane lab/bin/netlab lab/bin/l2probe; do mypy $$script; done
 	ansible-lint --profile production
 
@@ -90,7 +95,7 @@ pytest: venv collection-link controlplane dist
 # Molecule scenarios of the host roles (extensions/molecule/<role>): podman nodes running systemd
 # on internal podman networks, image built once into .cache/images/. The scenarios run side by
 # side (own nodes, networks, control plane); logs in .cache/molecule-logs/, shown on failure.
-MOLECULE_SCENARIOS := sysctl host_network kube_proxy
+MOLECULE_SCENARIOS := site sysctl host_network kube_proxy
 molecule: host-deps venv collection-link controlplane dist
 	export CONTAINERS_CONF=$(CURDIR)/lab/nodes/containers.conf && lab/nodes/build-image.sh >/dev/null
 	mkdir -p .cache/molecule-logs; export CONTAINERS_CONF=$(CURDIR)/lab/nodes/containers.conf; pids=(); \
@@ -106,4 +111,4 @@ lab: host-deps venv controlplane collection-link dist
 
 clean:
 	-lab/bin/controlplane down --purge
-	rm -rf .cache/build .cache/sanity .cache/collections .mypy_cache .pytest_cache .ruff_cache
+	rm -rf .cache/build .cache/sanity .cache/collections .mypy_cache .pytest_cache .ruff_cache dist $(ENGINE_ROLE)

@@ -283,3 +283,34 @@ def test_bad_inventory_stops_before_anything_changes(
     assert all(run.changed(n) == 0 for n in NODES), run.report
     after = objects.list_namespaced_custom_object("metallb.io", "v1beta1", NS, "ipaddresspools")["items"]
     assert [p["spec"] for p in after] == [p["spec"] for p in before]
+
+
+def metallb(api: client.ApiClient, plural: str) -> dict[str, dict[str, Any]]:
+    items = client.CustomObjectsApi(api).list_namespaced_custom_object("metallb.io", "v1beta1", NS, plural)["items"]
+    return {item["metadata"]["name"]: item for item in items}
+
+
+def test_legacy_configmap_is_applied_and_pruned_only_when_asked(
+    playbook: Callable[..., Any], api: client.ApiClient
+) -> None:
+    """Seed 000's MetalLB 0.12 ConfigMap through lb_config; dropping it leaves the objects until
+    lb_config_prune, which then removes exactly what the role applied."""
+    config_playbook = str(REPO / "playbooks" / "lb_config.yml")
+    seed = (REPO / "tests/integration/seeds/seed000-config-pool.yaml").read_text()
+    legacy = seed.replace("{ip-start}", "198.51.100.200").replace("{ip-stop}", "198.51.100.210")
+    run = playbook(config_playbook, {"lb_config_legacy_configmap": legacy}, inventory=INVENTORY)
+    assert run.rc == 0, run.report
+    pools = metallb(api, "ipaddresspools")
+    assert pools["default"]["spec"]["addresses"] == ["198.51.100.200-198.51.100.210"]
+    assert pools["default"]["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "onprem.ingress"
+    assert any(ad["spec"].get("ipAddressPools") == ["default"] for ad in metallb(api, "l2advertisements").values())
+    # announced in layer 2 but outside the lab's node subnet: a warning, not an error
+    assert "outside every node subnet" in run.output, run.report
+
+    assert playbook(config_playbook, inventory=INVENTORY).rc == 0
+    assert "default" in metallb(api, "ipaddresspools"), "no prune without lb_config_prune"
+
+    run = playbook(config_playbook, {"lb_config_prune": True}, inventory=INVENTORY)
+    assert run.rc == 0, run.report
+    assert set(metallb(api, "ipaddresspools")) == {"lab"}
+    assert set(metallb(api, "l2advertisements")) == {"lab"}
