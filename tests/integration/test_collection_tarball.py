@@ -41,7 +41,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     assert build.returncode == 0, build.stdout + build.stderr
     tarball = tmp / f"onprem-ingress-{VERSION}.tar.gz"
     install = run(
-        [str(BIN / "ansible-galaxy"), "collection", "install", "--no-deps", "-p", str(tmp / "collections"), str(tarball)],
+        [
+            str(BIN / "ansible-galaxy"),
+            "collection",
+            "install",
+            "--no-deps",
+            "-p",
+            str(tmp / "collections"),
+            str(tarball),
+        ],
         env,
         tmp,
     )
