@@ -251,7 +251,7 @@ class _Port:
         while not self._stop.is_set():
             try:
                 frame, addr = sock.recvfrom(2048)
-            except TimeoutError:
+            except socket.timeout:  # = TimeoutError from Python 3.10; its own OSError subclass on 3.9
                 continue
             except OSError as exc:
                 if self._stop.is_set():
@@ -443,7 +443,7 @@ class Announcer:
                 try:
                     wait = max(0.0, min(timeout / 2, deadline - time.monotonic()))
                     return await asyncio.wait_for(asyncio.shield(fut), wait) or None
-                except TimeoutError:
+                except asyncio.TimeoutError:  # = TimeoutError from Python 3.11, not before
                     continue
             return None
         finally:

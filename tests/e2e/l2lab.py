@@ -99,22 +99,39 @@ def metallb_first(nodes: list[str], ip: str) -> str:
     return min(nodes, key=lambda n: hashlib.sha256(f"{n}#{ip}".encode()).digest())
 
 
+# The engine run from the source tree (PYTHONPATH=src): what Speaker runs unless given another.
+ENGINE_FROM_SRC = (sys.executable, "-m", "onprem_lb")
+
+
 class Speaker:
-    def __init__(self, node: str, log_path: Path, kubeconfig: Path, args: tuple[str, ...]) -> None:
+    """One speaker in a node's namespace. ``engine`` is the command before `speaker`: the source
+    tree by default, or e.g. ``(python, "dist/onprem-lb-X.pyz")`` to run the single-file engine
+    (then without PYTHONPATH, so nothing comes from src)."""
+
+    def __init__(
+        self,
+        node: str,
+        log_path: Path,
+        kubeconfig: Path,
+        args: tuple[str, ...],
+        engine: tuple[str, ...] = ENGINE_FROM_SRC,
+    ) -> None:
         self.node = node
         self.log_path = log_path
         self._log = log_path.open("ab")
         index = NODES.index(node) + 1
         cmd = [
             "ip", "netns", "exec", f"olb-{node}",
-            sys.executable, "-m", "onprem_lb", "speaker",
+            *engine, "speaker",
             "--kubeconfig", str(kubeconfig),
             "--node-name", node,
             "--heartbeat-address", f"198.51.100.{10 + index}:7946",
             "--metrics-address", "",
             *args,
         ]  # fmt: skip
-        env = dict(os.environ, PYTHONPATH=str(SRC))
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        if engine == ENGINE_FROM_SRC:
+            env["PYTHONPATH"] = str(SRC)
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
 
     def log(self) -> str:
@@ -203,9 +220,10 @@ class L2Lab:
         for node in nodes:
             self.start_speaker(node, *args)
 
-    def start_speaker(self, node: str, *args: str) -> Speaker:
+    def start_speaker(self, node: str, *args: str, engine: tuple[str, ...] = ENGINE_FROM_SRC) -> Speaker:
         self._runs += 1
-        spk = Speaker(node, self.workdir / f"speaker-{node}-{self._runs}.log", self.kubeconfig, args)
+        log = self.workdir / f"speaker-{node}-{self._runs}.log"
+        spk = Speaker(node, log, self.kubeconfig, args, engine)
         self.speakers[node] = spk
         return spk
 
