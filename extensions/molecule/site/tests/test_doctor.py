@@ -1,0 +1,90 @@
+"""playbooks/doctor.yml on the converged lab: it passes and changes nothing, and it names the
+node and the fault when a speaker is stopped or a node's ARP settings are wrong.
+
+Each fault is undone in a `finally`, and the lab is healthy again when a test ends.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[4]))
+DOCTOR = str(REPO / "playbooks" / "doctor.yml")
+INVENTORY = str(REPO / "inventories" / "lab")
+NODES = ["onprem-lab-n1", "onprem-lab-n2", "onprem-lab-n3"]
+RECOVERY_TIMEOUT = 90  # seconds for a restarted speaker to renew its Lease and doctor to pass
+
+
+def on(node: str, *cmd: str) -> str:
+    env = dict(os.environ, CONTAINERS_CONF=str(REPO / "lab/nodes/containers.conf"))
+    proc = subprocess.run(
+        ["podman", "exec", node, *cmd], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert proc.returncode == 0, f"{node}: {' '.join(cmd)}: {proc.stdout}{proc.stderr}"
+    return proc.stdout
+
+
+def problems(run: Any) -> list[str]:
+    """The problems doctor printed, one per item of its report task."""
+    report = run.task_results("Print each problem and what to do")
+    return [str(item.get("msg")) for r in report for item in r.get("results", [])]
+
+
+def doctor(playbook: Callable[..., Any], *, check: bool = False) -> Any:
+    started = time.monotonic()
+    run = playbook(DOCTOR, check=check, inventory=INVENTORY)
+    print(f"doctor{' --check' if check else ''}: rc={run.rc}, {time.monotonic() - started:.1f} s")
+    assert all(run.changed(n) == 0 for n in NODES), "doctor changes nothing: " + run.report
+    assert "Traceback" not in run.output, run.report
+    return run
+
+
+def test_doctor_passes_on_the_converged_lab_and_changes_nothing(playbook: Callable[..., Any]) -> None:
+    for check in (False, True):
+        run = doctor(playbook, check=check)
+        assert run.rc == 0, run.report
+        assert set(NODES) <= set(run.stats), run.report
+        assert problems(run) == []
+
+
+def test_doctor_names_a_stopped_speaker(playbook: Callable[..., Any]) -> None:
+    on("onprem-lab-n3", "systemctl", "stop", "onprem-lb-speaker")
+    try:
+        run = doctor(playbook)
+        assert run.rc != 0, run.report
+        found = problems(run)
+        assert found and all(p.startswith("onprem-lab-n3: ") for p in found), found
+        assert any("speaker (onprem-lb-speaker.service) is not active" in p for p in found), found
+        message = " ".join(run.failed_messages())
+        assert "onprem-lab-n3" in message and "speaker" in message, run.report
+    finally:
+        on("onprem-lab-n3", "systemctl", "start", "onprem-lb-speaker")
+    deadline = time.monotonic() + RECOVERY_TIMEOUT
+    while True:  # bounded: the speaker renews its Lease within seconds of starting
+        run = doctor(playbook)
+        if run.rc == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert run.rc == 0, "doctor passes again once the speaker runs: " + run.report
+
+
+def test_doctor_names_a_node_that_answers_arp_for_others(playbook: Callable[..., Any]) -> None:
+    key = "net.ipv4.conf.all.arp_ignore"
+    before = on("onprem-lab-n2", "sysctl", "-n", key).strip()
+    on("onprem-lab-n2", "sysctl", "-w", f"{key}=0")
+    try:
+        run = doctor(playbook)
+    finally:
+        on("onprem-lab-n2", "sysctl", "-w", f"{key}={before}")
+    assert run.rc != 0, run.report
+    found = problems(run)
+    assert len(found) == 1, found
+    assert found[0].startswith("onprem-lab-n2: ") and f"{key} is 0, wanted at least 1" in found[0], found
+    assert "playbooks/sysctl.yml" in found[0]
+    message = " ".join(run.failed_messages())
+    assert "onprem-lab-n2" in message and "arp_ignore" in message, run.report
