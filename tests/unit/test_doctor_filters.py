@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import datetime
-import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.onprem.ingress.plugins.filter import doctor
+
+from tests.support.ansible import run_local_playbook
 
 NOW = "2026-01-01T00:00:10Z"
 Lease = dict[str, Any]
@@ -297,17 +296,7 @@ def test_filters_through_ansible(tmp_path: Path) -> None:
           pending: "{{ [{'namespace': 'a', 'name': 'b'}] | onprem.ingress.pending_service_events([]) }}"
 """
     )
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
-    out = subprocess.run(
-        ["ansible-playbook", "-i", "localhost,", "-c", "local", str(playbook)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    task = json.loads(out.stdout)["plays"][0]["tasks"][0]
+    task = run_local_playbook(playbook)["plays"][0]["tasks"][0]
     assert task["hosts"]["localhost"]["ansible_facts"]["answers"] == {
         "lease": {
             "exists": True,

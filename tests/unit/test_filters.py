@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.onprem.ingress.plugins.filter import ip_ranges
+
+from tests.support.ansible import run_local_playbook
 
 PLAYBOOK = Path(__file__).parent / "playbooks" / "filters.yml"
 
@@ -87,17 +86,7 @@ def test_bad_input_is_a_clear_filter_error(call: Any, message: str) -> None:
 
 def test_filters_through_ansible() -> None:
     """The collection's filters resolve by FQCN in a real playbook and give the same answers."""
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
-    out = subprocess.run(
-        ["ansible-playbook", "-i", "localhost,", "-c", "local", str(PLAYBOOK)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    tasks = json.loads(out.stdout)["plays"][0]["tasks"]
+    tasks = run_local_playbook(PLAYBOOK)["plays"][0]["tasks"]
     results = {t["task"]["name"]: t["hosts"]["localhost"] for t in tasks}
     assert results["Compute"]["ansible_facts"]["answers"] == {
         "size": 3 + 2**64,
