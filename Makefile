@@ -16,14 +16,20 @@ TARBALL     := $(CURDIR)/.cache/build/onprem-ingress-$(VERSION).tar.gz
 # Outside this git checkout: inside it, ansible-test would list files with git and see none.
 SANITY_ROOT := $(or $(TMPDIR),/tmp)/onprem-ingress-sanity
 
-.PHONY: help test lab host-deps venv controlplane collection-link lint sanity build dist pytest molecule clean
+.PHONY: help test lab host-deps venv controlplane collection-link lint sanity build dist pytest pytest-fast pytest-e2e molecule clean
 
 help:
 	@echo "make lab    deploy the stack on the local lab (control plane first)"
 	@echo "make test   everything: set-up, lint, ansible-test sanity, pytest, molecule"
 	@echo "make dist   the onprem-lb engine as one file (dist/onprem-lb-VERSION.pyz)"
 
-test: host-deps venv controlplane lint sanity pytest molecule
+# Gates that do not measure time run side by side (output grouped per gate): lint beside sanity,
+# then the unit and integration tests beside the molecule scenarios (whose lab converges first);
+# the e2e tests, which measure failover gaps, run last and alone.
+test: host-deps venv controlplane collection-link dist
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint sanity
+	$(MAKE) --no-print-directory -j2 --output-sync=target pytest-fast molecule
+	$(MAKE) --no-print-directory pytest-e2e
 	@echo "make test: all gates passed"
 
 host-deps:
@@ -91,6 +97,12 @@ sanity: build $(SANITY_VENV)/.installed
 
 pytest: venv collection-link controlplane dist
 	pytest tests
+
+pytest-fast: venv collection-link controlplane dist
+	pytest tests/unit tests/integration
+
+pytest-e2e: venv collection-link controlplane dist
+	pytest tests/e2e
 
 # Molecule scenarios of the host roles (extensions/molecule/<role>): podman nodes running systemd
 # on internal podman networks, image built once into .cache/images/. The scenarios run side by
