@@ -16,7 +16,7 @@ TARBALL     := $(CURDIR)/.cache/build/onprem-ingress-$(VERSION).tar.gz
 # Outside this git checkout: inside it, ansible-test would list files with git and see none.
 SANITY_ROOT := $(or $(TMPDIR),/tmp)/onprem-ingress-sanity
 
-.PHONY: help test lab host-deps venv controlplane collection-link lint sanity build dist pytest pytest-fast pytest-e2e molecule clean
+.PHONY: help test lab host-deps venv controlplane collection-link lint sanity build dist pytest pytest-untimed pytest-timing molecule clean
 
 help:
 	@echo "make lab    deploy the stack on the local lab (control plane first)"
@@ -24,12 +24,12 @@ help:
 	@echo "make dist   the onprem-lb engine as one file (dist/onprem-lb-VERSION.pyz)"
 
 # Gates that do not measure time run side by side (output grouped per gate): lint beside sanity,
-# then the unit and integration tests beside the molecule scenarios (whose lab converges first);
-# the e2e tests, which measure failover gaps, run last and alone.
+# then the tests not marked `timing` beside the molecule scenarios; the tests that measure
+# failover and handover gaps (marker `timing`) run last and alone.
 test: host-deps venv controlplane collection-link dist
 	$(MAKE) --no-print-directory -j2 --output-sync=target lint sanity
-	$(MAKE) --no-print-directory -j2 --output-sync=target pytest-fast molecule
-	$(MAKE) --no-print-directory pytest-e2e
+	$(MAKE) --no-print-directory -j2 --output-sync=target pytest-untimed molecule
+	$(MAKE) --no-print-directory pytest-timing
 	@echo "make test: all gates passed"
 
 host-deps:
@@ -98,11 +98,11 @@ sanity: build $(SANITY_VENV)/.installed
 pytest: venv collection-link controlplane dist
 	pytest tests
 
-pytest-fast: venv collection-link controlplane dist
-	pytest tests/unit tests/integration
+pytest-untimed: venv collection-link controlplane dist
+	pytest -m "not timing" tests
 
-pytest-e2e: venv collection-link controlplane dist
-	pytest tests/e2e
+pytest-timing: venv collection-link controlplane dist
+	pytest -m timing tests
 
 # Molecule scenarios of the host roles (extensions/molecule/<role>): podman nodes running systemd
 # on internal podman networks, image built once into .cache/images/. The scenarios run side by

@@ -24,10 +24,14 @@ import pytest
 from tests.e2e.l2lab import CLIENT, L2PROBE, NODES, L2Lab, in_ns, metallb_first, service_manifest
 from tests.integration.conftest import wait_for
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("arping") or not shutil.which("ndisc6"),
-    reason="the lab needs root, arping and ndisc6 (make host-deps installs them)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        os.geteuid() != 0 or not shutil.which("arping") or not shutil.which("ndisc6"),
+        reason="the lab needs root, arping and ndisc6 (make host-deps installs them)",
+    ),
+    # failover and handover gaps are measured: `make test` runs these alone
+    pytest.mark.timing,
+]
 
 FAST_LEASE = ("--lease-duration", "4", "--renew-deadline", "2.5", "--renew-period", "0.5")
 
