@@ -70,24 +70,17 @@ def exposure(node: str, unit: str) -> float:
     return float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", out).group(1))  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("name", CONTROLLERS)
-def test_controller_runs_unprivileged_and_sandboxed(name: str) -> None:
-    node = name
-    assert on(node, "systemctl", "is-active", "onprem-lb-controller").strip() == "active"
-    pid = unit_pid(node, "onprem-lb-controller")
-    assert on(node, "ps", "-o", "user=", "-p", str(pid)).strip() == "onprem-lb"
-    assert effective_caps(node, pid) == 0
-    assert exposure(node, "onprem-lb-controller.service") <= 2.0
+# (node, unit, the only capabilities it may hold): the controller none, the speaker raw sockets
+DAEMONS = [(n, "onprem-lb-controller", 0) for n in CONTROLLERS] + [(n, "onprem-lb-speaker", CAP_NET_RAW) for n in NODES]
 
 
-@pytest.mark.parametrize("name", NODES)
-def test_speaker_runs_with_net_raw_only(name: str) -> None:
-    node = name
-    assert on(node, "systemctl", "is-active", "onprem-lb-speaker").strip() == "active"
-    pid = unit_pid(node, "onprem-lb-speaker")
-    assert on(node, "ps", "-o", "user=", "-p", str(pid)).strip() == "onprem-lb"
-    assert effective_caps(node, pid) == CAP_NET_RAW
-    assert exposure(node, "onprem-lb-speaker.service") <= 2.0
+@pytest.mark.parametrize(("name", "unit", "caps"), DAEMONS, ids=[f"{n}-{u}" for n, u, _ in DAEMONS])
+def test_daemon_runs_unprivileged_and_sandboxed(name: str, unit: str, caps: int) -> None:
+    assert on(name, "systemctl", "is-active", unit).strip() == "active"
+    pid = unit_pid(name, unit)
+    assert on(name, "ps", "-o", "user=", "-p", str(pid)).strip() == "onprem-lb"
+    assert effective_caps(name, pid) == caps
+    assert exposure(name, f"{unit}.service") <= 2.0
 
 
 def test_check_mode_on_the_converged_lab_changes_nothing_and_says_so(playbook: Callable[..., Any]) -> None:
