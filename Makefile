@@ -16,10 +16,11 @@ TARBALL     := $(CURDIR)/.cache/build/onprem-ingress-$(VERSION).tar.gz
 # Outside this git checkout: inside it, ansible-test would list files with git and see none.
 SANITY_ROOT := $(or $(TMPDIR),/tmp)/onprem-ingress-sanity
 
-.PHONY: help test lab host-deps venv controlplane collection-link lint sanity build dist pytest pytest-untimed pytest-timing molecule clean
+.PHONY: help test lab lab-down host-deps venv controlplane collection-link lint sanity build dist pytest pytest-untimed pytest-timing molecule clean
 
 help:
-	@echo "make lab    deploy the stack on the local lab (control plane first)"
+	@echo "make lab       a local on-prem site: nodes, client, control plane; site.yml; the seeds' demo"
+	@echo "make lab-down  remove everything make lab created"
 	@echo "make test   everything: set-up, lint, ansible-test sanity, pytest, molecule"
 	@echo "make dist   the onprem-lb engine as one file (dist/onprem-lb-VERSION.pyz)"
 
@@ -56,7 +57,7 @@ lint: venv collection-link
 	# built file is run on 3.9 itself by tests/e2e/test_engine_file.py)
 	mypy --python-version 3.10 src/onprem_lb
 	mypy extensions/molecule/site extensions/molecule/conftest.py
-	for script in lab/bin/controlplane lab/bin/netlab lab/bin/l2probe; do mypy $$script; done
+	for script in lab/bin/controlplane lab/bin/lab lab/bin/netlab lab/bin/l2probe lab/nodes/pod-runner; do mypy $$script; done
 	ansible-lint --profile production
 
 # The engine as one file (scripts/build_engine.py): dist/onprem-lb-VERSION.pyz, and a copy in the
@@ -117,10 +118,15 @@ molecule: host-deps venv collection-link controlplane dist
 	if [ -n "$$failed" ]; then echo "molecule: failed:$$failed (logs in .cache/molecule-logs/)"; exit 1; fi; \
 	echo "molecule: $(MOLECULE_SCENARIOS) passed"
 
+# The local lab (lab/bin/lab): control plane, kwok, three podman nodes with kube-proxy and real
+# web servers as Pods, a client; then playbooks/site.yml on inventories/lab and the seeds' demo.
+# It shares its node names and network with the molecule scenario `site`: `make test` replaces it.
 lab: host-deps venv controlplane collection-link dist
-	lab/bin/controlplane up
-	@echo "make lab: control plane up; kubeconfig .lab/controlplane/admin.kubeconfig"
+	lab/bin/lab up
+
+lab-down:
+	lab/bin/lab down
 
 clean:
-	-lab/bin/controlplane down --purge
+	-lab/bin/lab down
 	rm -rf .cache/build .cache/sanity .cache/collections .mypy_cache .pytest_cache .ruff_cache dist $(ENGINE_ROLE)
