@@ -1,0 +1,221 @@
+"""The lab serves real traffic: the seeds' demo answers curl from the client, and
+externalTrafficPolicy behaves as on a real cluster.
+
+Traffic in these tests goes from the client container through the address a speaker announces,
+kube-proxy's NAT in the node that answered ARP, to nginx processes the pod runner started at the
+Pods' addresses; what the web server logged is read back from the node that ran it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[4]))
+LAB_DIR = Path(os.environ.get("ONPREM_LAB_DIR", REPO / ".cache/molecule-lab/site"))
+LAB = str(REPO / "lab" / "bin" / "lab")
+KUBECONFIG = LAB_DIR / "controlplane" / "admin.kubeconfig"
+NODES = {"onprem-lab-n1": "203.0.113.162", "onprem-lab-n2": "203.0.113.163", "onprem-lab-n3": "203.0.113.164"}
+CLIENT, CLIENT_IP = "onprem-lab-client", "203.0.113.166"
+ENV = dict(os.environ, CONTAINERS_CONF=str(REPO / "lab/nodes/containers.conf"))
+NS = "etp"
+
+
+def sh(*argv: str, timeout: float = 120, check: bool = True, input: str | None = None) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=timeout, check=False, input=input)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(argv[:6])}: rc={proc.returncode}\n{proc.stdout}{proc.stderr}")
+    return proc.stdout
+
+
+def kubectl(*args: str, input: str | None = None, check: bool = True) -> str:
+    kubectl_bin = Path(sh(str(REPO / "lab/bin/controlplane"), "bin-dir").strip()) / "kubectl"
+    return sh(str(kubectl_bin), f"--kubeconfig={KUBECONFIG}", *args, input=input, check=check)
+
+
+def on(host: str, *cmd: str, check: bool = True) -> str:
+    return sh("podman", "exec", host, *cmd, check=check)
+
+
+def node_of_mac(mac: str) -> str:
+    for node in NODES:
+        if on(node, "cat", "/sys/class/net/eth0/address").strip().lower() == mac:
+            return node
+    raise AssertionError(f"{mac} is no node's")
+
+
+def arp_owner(vip: str) -> str | None:
+    out = on(CLIENT, "arping", "-c", "1", "-w", "2", "-I", "eth0", vip, check=False)
+    macs = {m.lower() for m in re.findall(r"\[([0-9A-Fa-f:]{17})\]", out)}
+    assert len(macs) <= 1, f"{vip} answered by {macs}"
+    return node_of_mac(macs.pop()) if macs else None
+
+
+def until(what: str, check: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last!r})")
+
+
+def http(vip: str) -> str:
+    return on(CLIENT, "curl", "-s", "-m", "2", f"http://{vip}/", check=False)
+
+
+def apply(obj: dict[str, Any]) -> None:
+    kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+
+def web(name: str, node: str) -> dict[str, Any]:
+    """A one-replica nginx Deployment pinned to a node."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "nodeSelector": {"kubernetes.io/hostname": node},
+                    "containers": [{"name": "nginx", "image": "nginx", "ports": [{"containerPort": 80}]}],
+                },
+            },
+        },
+    }
+
+
+def lb(name: str, policy: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "type": "LoadBalancer",
+            "externalTrafficPolicy": policy,
+            "selector": {"app": name},
+            "ports": [{"port": 80, "targetPort": 80}],
+        },
+    }
+
+
+def address_of(name: str) -> str:
+    def assigned() -> str:
+        return kubectl("-n", NS, "get", "svc", name, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}").strip()
+
+    return str(until(f"{name} gets an address", assigned))
+
+
+def access_log(name: str) -> tuple[str, str]:
+    """(node, nginx access log) of the one running Pod of Deployment `name`."""
+    pods = json.loads(kubectl("-n", NS, "get", "pods", "-l", f"app={name}", "-o", "json"))["items"]
+    running = [p for p in pods if p["status"].get("phase") == "Running" and "deletionTimestamp" not in p["metadata"]]
+    assert len(running) == 1, [p["metadata"]["name"] for p in running]
+    pod = running[0]
+    node = pod["spec"]["nodeName"]
+    log = on(node, "cat", f"/run/onprem-lab/pods/{pod['metadata']['uid']}/nginx-access.log", check=False)
+    return node, log
+
+
+def serving_node(name: str) -> str | None:
+    """The node whose Pod of `name` logged a request last, or None while a rollout is under way."""
+    try:
+        node, log = access_log(name)
+    except AssertionError:
+        return None
+    return node if log else None
+
+
+@pytest.fixture
+def namespace() -> Iterator[None]:
+    kubectl("create", "namespace", NS)
+    try:
+        yield
+    finally:
+        kubectl("delete", "namespace", NS, "--wait=true", "--timeout=60s", check=False)
+
+
+def test_the_seeds_demo_answers_from_the_client() -> None:
+    try:
+        out = sh(LAB, "demo", "--dir", str(LAB_DIR), timeout=300)
+        print(out)
+        assert re.search(r"seed-000/nginx-lb +LoadBalancer 203\.0\.113\.\d+:80 +ARP answered by \S+ \(onprem-lab-n\d\)", out)
+        assert re.search(r"seed-004/nginx +LoadBalancer 203\.0\.113\.17[234]:80", out), "seed 004 asks for pool production"
+        pods = set(re.findall(r"POD: (nginx-app-\S+)", out))
+        assert len(pods) >= 2, f"30 requests reached {pods}"
+        assert "Welcome to nginx!" in out and "It works!" in out
+        # a second run applies the same objects: nothing moves, everything still answers
+        again = sh(LAB, "demo", "--dir", str(LAB_DIR), timeout=300)
+        assert re.findall(r"LoadBalancer (\S+)", again) == re.findall(r"LoadBalancer (\S+)", out)
+    finally:
+        for ns in ("seed-000", "seed-004"):
+            kubectl("delete", "namespace", ns, "--wait=true", "--timeout=60s", check=False)
+
+
+def test_lab_up_again_restarts_nothing() -> None:
+    def fingerprint() -> dict[str, str]:
+        ids = {h: sh("podman", "inspect", "-f", "{{.Id}}", h).strip() for h in [*NODES, CLIENT]}
+        pids = {
+            f"{n}/{u}": on(n, "systemctl", "show", "-P", "MainPID", u).strip()
+            for n in NODES
+            for u in ("onprem-lab-kube-proxy", "onprem-lab-pod-runner", "onprem-lb-speaker")
+        }
+        state = json.loads((LAB_DIR / "controlplane" / "state.json").read_text())["pids"]
+        return {**ids, **pids, **{k: str(v) for k, v in state.items()}, "kwok": (LAB_DIR / "kwok/kwok.pid").read_text()}
+
+    before = fingerprint()
+    out = sh(LAB, "up", "--infra-only", "--dir", str(LAB_DIR), timeout=300)
+    assert " started" not in out, out
+    assert fingerprint() == before
+
+
+@pytest.mark.usefixtures("namespace")
+def test_local_policy_elects_the_endpoint_node_and_keeps_the_client_address() -> None:
+    first, second = "onprem-lab-n2", "onprem-lab-n3"
+    apply(web("local", first))
+    apply(lb("local", "Local"))
+    vip = address_of("local")
+    until(f"{vip} answers", lambda: "Welcome to nginx!" in http(vip))
+    for _ in range(3):  # always the node with the endpoint, never another
+        assert arp_owner(vip) == first
+    node, log = access_log("local")
+    assert node == first
+    assert re.search(rf"^{re.escape(CLIENT_IP)} ", log, re.M), f"the client's own address in the log:\n{log}"
+    assert not any(re.search(rf"^{re.escape(a)} ", log, re.M) for a in NODES.values()), log
+
+    # the endpoint moves: so does the announcement
+    apply(web("local", second))
+    until(f"{vip} announced by {second}", lambda: arp_owner(vip) == second, timeout=60)
+    until(f"{vip} answers from {second}", lambda: "Welcome to nginx!" in http(vip) and serving_node("local") == second)
+
+
+@pytest.mark.usefixtures("namespace")
+def test_cluster_policy_forwards_from_a_node_without_an_endpoint() -> None:
+    # a Service is announced only while an endpoint serves (as MetalLB does): one first, then
+    # it moves off the node that won the election, which keeps the address (Cluster)
+    apply(web("cluster", "onprem-lab-n1"))
+    apply(lb("cluster", "Cluster"))
+    vip = address_of("cluster")
+    owner = until(f"{vip} announced", lambda: arp_owner(vip))
+    elsewhere = next(n for n in NODES if n != owner)
+    apply(web("cluster", elsewhere))
+    until(f"{vip} answers from {elsewhere}", lambda: "Welcome" in http(vip) and serving_node("cluster") == elsewhere)
+    assert arp_owner(vip) == owner, "the announcement does not follow endpoints with Cluster"
+    node, log = access_log("cluster")
+    assert node == elsewhere != owner
+    # forwarded by the owner, which masquerades: the server sees the owner's address
+    assert re.search(rf"^{re.escape(NODES[owner])} ", log, re.M), f"{owner}'s address in the log:\n{log}"
+    assert not re.search(rf"^{re.escape(CLIENT_IP)} ", log, re.M), log
