@@ -152,8 +152,10 @@ def test_the_seeds_demo_answers_from_the_client() -> None:
     try:
         out = sh(LAB, "demo", "--dir", str(LAB_DIR), timeout=300)
         print(out)
-        assert re.search(r"seed-000/nginx-lb +LoadBalancer 203\.0\.113\.\d+:80 +ARP answered by \S+ \(onprem-lab-n\d\)", out)
-        assert re.search(r"seed-004/nginx +LoadBalancer 203\.0\.113\.17[234]:80", out), "seed 004 asks for pool production"
+        lb_line = r"seed-000/nginx-lb +LoadBalancer 203\.0\.113\.\d+:80 +ARP answered by \S+ \(onprem-lab-n\d\)"
+        assert re.search(lb_line, out)
+        # seed 004 asks for the pool `production` by name
+        assert re.search(r"seed-004/nginx +LoadBalancer 203\.0\.113\.17[234]:80", out)
         pods = set(re.findall(r"POD: (nginx-app-\S+)", out))
         assert len(pods) >= 2, f"30 requests reached {pods}"
         assert "Welcome to nginx!" in out and "It works!" in out
