@@ -57,7 +57,7 @@ lint: venv collection-link
 	# built file is run on 3.9 itself by tests/e2e/test_engine_file.py)
 	mypy --python-version 3.10 src/onprem_lb
 	mypy extensions/molecule/site extensions/molecule/conftest.py
-	for script in lab/bin/controlplane lab/bin/lab lab/bin/netlab lab/bin/l2probe lab/nodes/pod-runner; do mypy $$script; done
+	for script in lab/bin/controlplane lab/bin/lab lab/bin/netlab lab/bin/l2probe lab/bin/httpprobe lab/nodes/pod-runner; do mypy $$script; done
 	ansible-lint --profile production
 
 # The engine as one file (scripts/build_engine.py): dist/onprem-lb-VERSION.pyz, and a copy in the

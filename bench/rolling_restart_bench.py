@@ -1,6 +1,6 @@
 """What a rolling upgrade of the speakers costs a client: the longest silence of a Service address.
 
-On the `site` molecule lab (three podman nodes running the onprem-lb units that
+On the lab (`make lab`: three podman nodes running the onprem-lb units that
 playbooks/site.yml installed, a client container, the real control plane), a LoadBalancer
 Service with a ready endpoint gets an address; then, N times, playbooks/lb_speaker.yml changes
 the speakers' unit (log level debug <-> info), which makes the lb_speaker role restart the
@@ -11,7 +11,7 @@ the playbook's wall time.
 Target (issue 10): an address is never silent longer than a planned handover (<= 100 ms).
 Results: bench/results/rolling-restart.json.
 Run as root: .venv/bin/python bench/rolling_restart_bench.py [--runs 10] [--keep]
-(creates the lab with molecule unless it is up; about 1 minute per run).
+(brings the lab up unless it is; about 1 minute per run).
 """
 
 from __future__ import annotations
@@ -25,37 +25,11 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from kubernetes import client, config
+from kubernetes import client
+from labkit import CLIENT, ENV, REPO, lab_up, sh
 
-REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "rolling-restart.json"
-LAB_DIR = REPO / ".cache" / "molecule-lab" / "site"
-CLIENT = "onprem-lab-client"
-ENV = dict(
-    os.environ,
-    PATH=f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
-    ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "collections"),
-    ANSIBLE_CONNECTION_PLUGINS=str(REPO / "extensions" / "molecule" / "shared" / "connection_plugins"),
-    ANSIBLE_PIPELINING="true",
-    CONTAINERS_CONF=str(REPO / "lab" / "nodes" / "containers.conf"),
-    ONPREM_LAB_DIR=str(LAB_DIR),
-)
-
-
-def sh(*cmd: str, timeout: float = 900) -> str:
-    result = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=REPO, timeout=timeout, check=False)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])} failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
-    return result.stdout
-
-
-def lab_up() -> None:
-    running = sh("podman", "ps", "--format", "{{.Names}}")
-    if CLIENT not in running.split():
-        for step in ("create", "prepare", "converge"):
-            sh("molecule", step, "-s", "site")
 
 
 def service_address(api: client.ApiClient) -> str:
@@ -109,9 +83,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     args = parser.parse_args()
-    lab_up()
+    api = lab_up()
     sh("podman", "cp", str(REPO / "lab" / "bin" / "l2probe"), f"{CLIENT}:/usr/local/bin/l2probe")
-    api = config.new_client_from_config(config_file=str(LAB_DIR / "controlplane" / "admin.kubeconfig"))
     ip = service_address(api)
     silences, walls = [], []
     try:
@@ -124,7 +97,7 @@ def main() -> int:
         client.CoreV1Api(api).delete_namespaced_service("bench-web", "default")
         client.DiscoveryV1Api(api).delete_namespaced_endpoint_slice("bench-web-lab", "default")
         if not args.keep:
-            sh("molecule", "destroy", "-s", "site")
+            sh(str(REPO / "lab" / "bin" / "lab"), "down")
     ordered = sorted(silences)
     result = {
         "date": time.strftime("%Y-%m-%d"),

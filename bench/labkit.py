@@ -1,0 +1,137 @@
+"""What the lab benchmarks share: the running lab (`make lab`), its client, and the API.
+
+The benchmarks drive the lab `lab/bin/lab up` brings up (three podman nodes, a client, the real
+control plane, kwok, kube-proxy and real web servers as Pods; see DESIGN.md, "The lab").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+
+REPO = Path(__file__).resolve().parents[1]
+LAB_DIR = Path(os.environ.get("ONPREM_LAB_DIR", REPO / ".lab"))
+NODES = {"onprem-lab-n1": "203.0.113.162", "onprem-lab-n2": "203.0.113.163", "onprem-lab-n3": "203.0.113.164"}
+CLIENT = "onprem-lab-client"
+ENV = dict(
+    os.environ,
+    PATH=f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
+    ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "collections"),
+    ANSIBLE_CONNECTION_PLUGINS=str(REPO / "extensions" / "molecule" / "shared" / "connection_plugins"),
+    ANSIBLE_PIPELINING="true",
+    CONTAINERS_CONF=str(REPO / "lab" / "nodes" / "containers.conf"),
+    ONPREM_LAB_DIR=str(LAB_DIR),
+)
+
+
+def sh(*cmd: str, timeout: float = 900, check: bool = True) -> str:
+    result = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=REPO, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])} failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+    return result.stdout
+
+
+def on(host: str, *cmd: str, check: bool = True, timeout: float = 120) -> str:
+    return sh("podman", "exec", host, *cmd, check=check, timeout=timeout)
+
+
+def lab_up() -> client.ApiClient:
+    """The lab's API client; brings the lab up (lab/bin/lab up) unless its client runs."""
+    if CLIENT not in sh("podman", "ps", "--format", "{{.Names}}").split() or not (LAB_DIR / "controlplane").is_dir():
+        sh(str(REPO / "lab" / "bin" / "lab"), "up", "--dir", str(LAB_DIR), timeout=1800)
+    sh("podman", "cp", str(REPO / "lab" / "bin" / "httpprobe"), f"{CLIENT}:/usr/local/bin/httpprobe")
+    return config.new_client_from_config(config_file=str(LAB_DIR / "controlplane" / "admin.kubeconfig"))
+
+
+def until(what: str, check: Callable[[], Any], timeout: float = 60.0, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise SystemExit(f"{what}: not within {timeout:.0f}s")
+
+
+def node_macs() -> dict[str, str]:
+    return {on(n, "cat", "/sys/class/net/eth0/address").strip().lower(): n for n in NODES}
+
+
+def arp_owner(vip: str, macs: dict[str, str]) -> str | None:
+    out = on(CLIENT, "arping", "-c", "1", "-w", "2", "-I", "eth0", vip, check=False)
+    found = {m.lower() for m in re.findall(r"\[([0-9A-Fa-f:]{17})\]", out)}
+    return macs.get(found.pop()) if len(found) == 1 else None
+
+
+def start_stream(url: str, stop_file: str) -> subprocess.Popen[str]:
+    on(CLIENT, "rm", "-f", stop_file)
+    return subprocess.Popen(
+        ["podman", "exec", CLIENT, "python3", "/usr/local/bin/httpprobe", "stream", url,
+         "--interval", "0.01", "--timeout", "1", "--duration", "300", "--until-file", stop_file],
+        stdout=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+
+
+def stop_stream(probe: subprocess.Popen[str], stop_file: str) -> list[tuple[float, bool]]:
+    on(CLIENT, "touch", stop_file)
+    out, _ = probe.communicate(timeout=60)
+    return [(float(sent), bool(ok)) for sent, ok in json.loads(out)["requests"]]
+
+
+def longest_failure(requests: list[tuple[float, bool]], after: float) -> tuple[int, float]:
+    """(failed requests in the longest run, its span in seconds) among requests sent after `after`.
+
+    The span runs from the first failed request's send time to the next successful one's (to
+    the last request's, when none succeeded again).
+    """
+    best = (0, 0.0)
+    run_start: float | None = None
+    count = 0
+    tail = [r for r in requests if r[0] >= after]
+    for sent, ok in tail:
+        if not ok:
+            if run_start is None:
+                run_start, count = sent, 0
+            count += 1
+        elif run_start is not None:
+            best = max(best, (count, sent - run_start))
+            run_start = None
+    if run_start is not None:
+        best = max(best, (count, tail[-1][0] - run_start))
+    return best
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
+    return ordered[rank - 1]
+
+
+def web_deployment(name: str, namespace: str, node: str, labels: dict[str, str]) -> dict[str, Any]:
+    """One nginx Pod pinned to `node` (the pod runner serves it for real)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"bench-pod": name}},
+            "template": {
+                "metadata": {"labels": {**labels, "bench-pod": name}},
+                "spec": {
+                    "nodeSelector": {"kubernetes.io/hostname": node},
+                    "containers": [{"name": "nginx", "image": "nginx", "ports": [{"containerPort": 80}]}],
+                },
+            },
+        },
+    }
