@@ -1,0 +1,107 @@
+"""The lab's layout is written in three places that must agree: lab/bin/lab (which creates the
+hosts), inventories/lab (which site.yml reads) and the molecule scenario `site` (which runs on
+them). And the small pure parts of the lab's tools behave as their callers assume."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import ipaddress
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_script(path: Path) -> ModuleType:
+    name = path.name.replace("-", "_")
+    loader = importlib.machinery.SourceFileLoader(name, str(path))
+    spec = importlib.util.spec_from_loader(name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up by name
+    loader.exec_module(module)
+    return module
+
+
+lab = load_script(REPO / "lab" / "bin" / "lab")
+runner = load_script(REPO / "lab" / "nodes" / "pod-runner")
+
+
+def inventory() -> dict[str, Any]:
+    hosts = yaml.safe_load((REPO / "inventories/lab/hosts.yml").read_text())
+    pools = yaml.safe_load((REPO / "inventories/lab/group_vars/all/pools.yml").read_text())
+    return {"hosts": hosts, "pools": pools}
+
+
+def test_inventory_names_the_nodes_the_lab_creates_at_their_addresses() -> None:
+    speakers = inventory()["hosts"]["all"]["children"]["lb_speakers"]["hosts"]
+    assert {n: v["lb_speaker_heartbeat_ip"] for n, v in speakers.items()} == {n: a for n, (a, _) in lab.NODES.items()}
+
+
+def test_inventory_network_facts_match_the_lab_network() -> None:
+    pools = inventory()["pools"]
+    assert pools["lb_config_node_cidrs"] == [lab.SUBNET]
+    assert set(pools["lb_config_node_addresses"]) == {lab.GATEWAY, lab.CLIENT_IP, *(a for a, _ in lab.NODES.values())}
+    assert pools["lb_config_service_cidrs"] == [lab.SERVICE_CIDR]
+    subnet = ipaddress.ip_network(lab.SUBNET)
+    for pool in pools["lb_config_pools"]:
+        for rng in pool["addresses"]:
+            first, _, last = rng.partition("-")
+            assert ipaddress.ip_address(first) in subnet and ipaddress.ip_address(last) in subnet, rng
+
+
+def test_molecule_site_platforms_are_the_lab_hosts() -> None:
+    scenario = yaml.safe_load((REPO / "extensions/molecule/site/molecule.yml").read_text())
+    platforms = {p["name"]: p["address"] for p in scenario["platforms"]}
+    assert platforms == {**{n: a for n, (a, _) in lab.NODES.items()}, lab.CLIENT: lab.CLIENT_IP}
+    assert {p["network"]["subnet"] for p in scenario["platforms"]} == {lab.SUBNET}
+
+
+def test_pod_cidrs_are_disjoint_inside_the_cluster_cidr() -> None:
+    cluster = ipaddress.IPv4Network(lab.CLUSTER_CIDR)
+    cidrs = [ipaddress.IPv4Network(c) for _, c in lab.NODES.values()]
+    assert all(c.subnet_of(cluster) for c in cidrs)
+    assert len({c.network_address for c in cidrs}) == len(cidrs)
+    assert not any(a.overlaps(b) for i, a in enumerate(cidrs) for b in cidrs[i + 1 :])
+
+
+@pytest.mark.parametrize(
+    ("image", "kind"),
+    [
+        ("nginx", "nginx"),
+        ("nginx:latest", "nginx"),
+        ("docker.io/library/nginx:1.27@sha256:0123", "nginx"),
+        ("httpd", "httpd"),
+        ("registry.example/mirror/httpd:2.4", "httpd"),
+        ("busybox:1.28", "generic"),
+        ("registry.k8s.io/ingress-nginx/controller:v1.15.1", "generic"),
+        ("nginx-unprivileged", "generic"),
+    ],
+)
+def test_pod_runner_picks_the_server_by_repository_name(image: str, kind: str) -> None:
+    assert runner.image_kind(image) == kind
+
+
+def test_pod_runner_resolves_the_downward_api_fields_seed_004_uses() -> None:
+    pod = {
+        "metadata": {"name": "nginx-app-1", "namespace": "seed-004", "uid": "u1"},
+        "spec": {},
+        "status": {"podIP": "10.244.1.7", "hostIP": "203.0.113.162"},
+    }
+    container = {
+        "env": [
+            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "GREETING", "value": "hi"},
+        ]
+    }
+    env = runner.container_env(pod, container, "onprem-lab-n1")
+    assert env["NODE_NAME"] == "onprem-lab-n1"
+    assert env["POD_NAME"] == "nginx-app-1"
+    assert env["GREETING"] == "hi"
