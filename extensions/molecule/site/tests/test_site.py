@@ -322,5 +322,6 @@ def test_legacy_configmap_is_applied_and_pruned_only_when_asked(
 
     run = playbook(config_playbook, {"lb_config_prune": True}, inventory=INVENTORY)
     assert run.rc == 0, run.report
-    assert set(metallb(api, "ipaddresspools")) == {"lab"}
-    assert set(metallb(api, "l2advertisements")) == {"lab"}
+    lab = yaml.safe_load((REPO / "inventories/lab/group_vars/all/pools.yml").read_text())
+    assert set(metallb(api, "ipaddresspools")) == {p["name"] for p in lab["lb_config_pools"]}
+    assert set(metallb(api, "l2advertisements")) == {a["name"] for a in lab["lb_config_l2_advertisements"]}
