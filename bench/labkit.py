@@ -6,6 +6,7 @@ control plane, kwok, kube-proxy and real web servers as Pods; see DESIGN.md, "Th
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -14,7 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from kubernetes import client, config
 
@@ -63,7 +64,9 @@ def until(what: str, check: Callable[[], Any], timeout: float = 60.0, every: flo
 
 
 def node_macs() -> dict[str, str]:
-    return {on(n, "cat", "/sys/class/net/eth0/address").strip().lower(): n for n in NODES}
+    """MAC -> node, for the nodes that run (podman gives a node a new MAC when it starts again)."""
+    macs = {n: on(n, "cat", "/sys/class/net/eth0/address", check=False).strip().lower() for n in NODES}
+    return {mac: n for n, mac in macs.items() if mac}
 
 
 def arp_owner(vip: str, macs: dict[str, str]) -> str | None:
@@ -81,13 +84,54 @@ def start_stream(url: str, stop_file: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def stop_stream(probe: subprocess.Popen[str], stop_file: str) -> list[tuple[float, bool]]:
+class Request(NamedTuple):
+    sent: float  # time.time() when the request was started
+    ok: bool  # answered 200
+    error: str  # what went wrong otherwise
+    done: float  # time.time() when it ended
+
+
+def stop_stream(probe: subprocess.Popen[str], stop_file: str) -> list[Request]:
+    """The probe's requests, in the order sent."""
     on(CLIENT, "touch", stop_file)
     out, _ = probe.communicate(timeout=60)
-    return [(float(sent), bool(ok)) for sent, ok in json.loads(out)["requests"]]
+    return [Request(float(s), bool(ok), str(err), float(d)) for s, ok, err, d in json.loads(out)["requests"]]
 
 
-def longest_failure(requests: list[tuple[float, bool]], after: float) -> tuple[int, float]:
+def longest_silence(requests: list[Request], since: float) -> float:
+    """The longest time without a successful answer arriving, from `since` on.
+
+    What a user feels: a request that waited out the outage in a queue (the client's ARP
+    entry resolving late) succeeds, but its answer arrives late, so it does not shorten this.
+    """
+    answers = sorted(r.done for r in requests if r.ok and r.done >= since)
+    if not answers:
+        return max((r.done for r in requests), default=since) - since
+    edges = [since, *answers]
+    return max(b - a for a, b in itertools.pairwise(edges))
+
+
+def failure_runs(requests: list[Request], since: float) -> list[dict[str, object]]:
+    """Each run of failed requests sent after `since`: when (s after it), how many, and why."""
+    runs: list[dict[str, object]] = []
+    current: dict[str, object] | None = None
+    for sent, ok, err, _ in requests:
+        if sent < since:
+            continue
+        if ok:
+            current = None
+            continue
+        if current is None:
+            current = {"at_s": round(sent - since, 3), "failed": 0, "errors": {}}
+            runs.append(current)
+        current["failed"] = int(current["failed"]) + 1  # type: ignore[call-overload]
+        errors = current["errors"]
+        assert isinstance(errors, dict)
+        errors[err] = errors.get(err, 0) + 1
+    return runs
+
+
+def longest_failure(requests: list[Request], after: float) -> tuple[int, float]:
     """(failed requests in the longest run, its span in seconds) among requests sent after `after`.
 
     The span runs from the first failed request's send time to the next successful one's (to
@@ -97,7 +141,7 @@ def longest_failure(requests: list[tuple[float, bool]], after: float) -> tuple[i
     run_start: float | None = None
     count = 0
     tail = [r for r in requests if r[0] >= after]
-    for sent, ok in tail:
+    for sent, ok, _, _ in tail:
         if not ok:
             if run_start is None:
                 run_start, count = sent, 0

@@ -8,12 +8,20 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from labkit import longest_failure, percentile
+from labkit import Request, failure_runs, longest_failure, longest_silence, percentile
 
 
-def requests(pattern: str, start: float = 100.0, step: float = 0.01) -> list[tuple[float, bool]]:
-    """'.' a success, 'x' a failure, one request every `step` seconds."""
-    return [(start + i * step, c == ".") for i, c in enumerate(pattern)]
+def requests(pattern: str, start: float = 100.0, step: float = 0.01) -> list[Request]:
+    """'.' a success (answered in 1 ms), 'x' a failure (a 1 s timeout), one every `step` seconds."""
+    return [
+        Request(
+            start + i * step,
+            c == ".",
+            "" if c == "." else "TimeoutError",
+            start + i * step + (0.001 if c == "." else 1),
+        )
+        for i, c in enumerate(pattern)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -39,3 +47,19 @@ def test_longest_failure_ignores_requests_before_the_fault() -> None:
 @pytest.mark.parametrize(("q", "expected"), [(50, 10), (95, 19), (99, 20), (100, 20), (1, 1)])
 def test_percentile_is_nearest_rank(q: float, expected: float) -> None:
     assert percentile([float(v) for v in range(20, 0, -1)], q) == expected
+
+
+def test_failure_runs_say_when_how_many_and_why() -> None:
+    runs = failure_runs(requests("..xx...x."), since=100.0)
+    assert runs == [
+        {"at_s": 0.02, "failed": 2, "errors": {"TimeoutError": 2}},
+        {"at_s": 0.07, "failed": 1, "errors": {"TimeoutError": 1}},
+    ]
+
+
+def test_longest_silence_counts_late_answers_as_silence() -> None:
+    reqs = requests("..xxxx....", step=0.1)  # answers at 100.101, 100.201 ... then from 100.601
+    assert longest_silence(reqs, since=100.15) == pytest.approx(0.451)
+    # a request sent during the outage that succeeds only late: the silence before it counts
+    late = [*reqs[:3], Request(100.3, True, "", 100.55), *reqs[4:]]
+    assert longest_silence(late, since=100.15) == pytest.approx(0.4)
