@@ -44,6 +44,7 @@ from labkit import (
     REPO,
     arp_owner,
     failure_runs,
+    fresh_namespace,
     lab_up,
     longest_failure,
     longest_silence,
@@ -66,7 +67,7 @@ BEFORE_S, AFTER_S = 1.0, 6.0  # requests before the fault, and how long to keep 
 
 def set_up(api: client.ApiClient) -> str:
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    core.create_namespace({"metadata": {"name": NS}})
+    fresh_namespace(api, NS)
     for node in BACKENDS:
         apps.create_namespaced_deployment(NS, web_deployment(f"web-{node[-2:]}", NS, node, {"app": "web"}))
     core.create_namespaced_service(

@@ -99,15 +99,13 @@ def stop_stream(probe: subprocess.Popen[str], stop_file: str) -> list[Request]:
 
 
 def longest_silence(requests: list[Request], since: float) -> float:
-    """The longest time without a successful answer arriving, from `since` on.
+    """The longest time without a successful answer arriving, from `since` to the last request sent.
 
     What a user feels: a request that waited out the outage in a queue (the client's ARP
     entry resolving late) succeeds, but its answer arrives late, so it does not shorten this.
     """
-    answers = sorted(r.done for r in requests if r.ok and r.done >= since)
-    if not answers:
-        return max((r.done for r in requests), default=since) - since
-    edges = [since, *answers]
+    end = max((r.sent for r in requests), default=since)  # the end of the sending window
+    edges = [since, *sorted(r.done for r in requests if r.ok and r.done >= since), end]
     return max(b - a for a, b in itertools.pairwise(edges))
 
 
@@ -179,3 +177,22 @@ def web_deployment(name: str, namespace: str, node: str, labels: dict[str, str])
             },
         },
     }
+
+
+def fresh_namespace(api: client.ApiClient, name: str) -> None:
+    """Create namespace `name`, first removing one a previous, interrupted run left."""
+    core = client.CoreV1Api(api)
+
+    def gone() -> bool:
+        try:
+            core.read_namespace(name)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        return False
+
+    if not gone():
+        core.delete_namespace(name)
+        until(f"namespace {name} from an earlier run is gone", gone, timeout=120)
+    core.create_namespace({"metadata": {"name": name}})

@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 from kubernetes import client
-from labkit import CLIENT, ENV, LAB_DIR, NODES, REPO, lab_up, on, percentile, until, web_deployment
+from labkit import CLIENT, ENV, LAB_DIR, NODES, REPO, fresh_namespace, lab_up, on, percentile, until, web_deployment
 
 RESULTS = REPO / "bench" / "results" / "service-ready.json"
 NS = "bench-ready"
@@ -61,7 +61,7 @@ def set_up(api: client.ApiClient, present: int) -> None:
         "spec": {"ipAddressPools": ["bench"]},
     })  # fmt: skip
     on(CLIENT, "ip", "route", "replace", str(POOL), "dev", "eth0")
-    core.create_namespace({"metadata": {"name": NS}})
+    fresh_namespace(api, NS)
     for node in NODES:
         apps.create_namespaced_deployment(NS, web_deployment(f"web-{node[-2:]}", NS, node, {"app": "web"}))
     started = time.monotonic()

@@ -63,3 +63,8 @@ def test_longest_silence_counts_late_answers_as_silence() -> None:
     # a request sent during the outage that succeeds only late: the silence before it counts
     late = [*reqs[:3], Request(100.3, True, "", 100.55), *reqs[4:]]
     assert longest_silence(late, since=100.15) == pytest.approx(0.4)
+
+
+def test_longest_silence_runs_to_the_end_when_no_answer_comes_back() -> None:
+    reqs = requests("..xxxx", step=0.1)  # the last request is sent at 100.5
+    assert longest_silence(reqs, since=100.15) == pytest.approx(0.35)
