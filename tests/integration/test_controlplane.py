@@ -234,7 +234,7 @@ def test_up_status_down_leaves_no_process(tmp_path: Path) -> None:
         status = run_controlplane("status", "--dir", str(directory))
         assert status.returncode == 0 and "kube-apiserver" in status.stdout
         pids = json.loads((directory / "state.json").read_text())["pids"]
-        assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager"}
+        assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
         kubectl = controlplane_bin_dir() / "kubectl"
         version = subprocess.run(
             [str(kubectl), "--kubeconfig", str(directory / "admin.kubeconfig"), "version", "-o", "json"],
