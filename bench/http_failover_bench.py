@@ -54,7 +54,7 @@ from labkit import (
     sh,
     start_stream,
     stop_stream,
-    until,
+    wait_for,
     web_deployment,
 )
 
@@ -87,8 +87,8 @@ def set_up(api: client.ApiClient) -> str:
         ingress = core.read_namespaced_service("web", NS).status.load_balancer.ingress
         return str(ingress[0].ip) if ingress else None
 
-    vip = str(until("the Service gets an address", address))
-    until(f"{vip} answers", lambda: on(CLIENT, "curl", "-s", "-m", "1", f"http://{vip}/", check=False))
+    vip = str(wait_for("the Service gets an address", address))
+    wait_for(f"{vip} answers", lambda: on(CLIENT, "curl", "-s", "-m", "1", f"http://{vip}/", check=False))
     return vip
 
 
@@ -107,9 +107,12 @@ def node_healthy(api: client.ApiClient, node: str, since: float) -> bool:
 
 def one_run(api: client.ApiClient, vip: str, planned: bool) -> dict[str, object]:
     macs = node_macs()  # a node started again gets a new MAC from podman
-    owner = until(
-        f"{vip} announced by a backend node", lambda: arp_owner(vip, macs) in BACKENDS and arp_owner(vip, macs)
-    )
+
+    def backend_owner() -> str | None:
+        owner = arp_owner(vip, macs)
+        return owner if owner in BACKENDS else None
+
+    owner: str = wait_for(f"{vip} announced by a backend node", backend_owner)
     probe = start_stream(f"http://{vip}/", STOP_FILE)
     time.sleep(BEFORE_S)
     fault_at = time.time()
@@ -129,9 +132,9 @@ def one_run(api: client.ApiClient, vip: str, planned: bool) -> dict[str, object]
         on(owner, "systemctl", "start", "onprem-lb-speaker")
     else:
         sh("podman", "start", owner)
-        until(f"{owner} boots", lambda: on(owner, "systemctl", "is-system-running", "--wait", check=False).strip()
+        wait_for(f"{owner} boots", lambda: on(owner, "systemctl", "is-system-running", "--wait", check=False).strip()
               in ("running", "degraded"), timeout=120)  # fmt: skip
-    until(f"{owner}'s speaker is back", lambda: node_healthy(api, owner, back_at), timeout=120)
+    wait_for(f"{owner}'s speaker is back", lambda: node_healthy(api, owner, back_at), timeout=120)
     time.sleep(3.0)  # the returning node may take the address back (a planned handover): let it settle
     return {
         "owner": owner,

@@ -12,14 +12,19 @@ import math
 import os
 import re
 import subprocess
-import time
-from collections.abc import Callable
+import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from kubernetes import client, config
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.integration.conftest import wait_for  # noqa: E402
+from tests.support.lab import web_deployment  # noqa: E402
+
+__all__ = ["wait_for", "web_deployment"]  # for the benchmarks, with the helpers below
 LAB_DIR = Path(os.environ.get("ONPREM_LAB_DIR", REPO / ".lab"))
 NODES = {"onprem-lab-n1": "203.0.113.162", "onprem-lab-n2": "203.0.113.163", "onprem-lab-n3": "203.0.113.164"}
 CLIENT = "onprem-lab-client"
@@ -51,16 +56,6 @@ def lab_up() -> client.ApiClient:
         sh(str(REPO / "lab" / "bin" / "lab"), "up", "--dir", str(LAB_DIR), timeout=1800)
     sh("podman", "cp", str(REPO / "lab" / "bin" / "httpprobe"), f"{CLIENT}:/usr/local/bin/httpprobe")
     return config.new_client_from_config(config_file=str(LAB_DIR / "controlplane" / "admin.kubeconfig"))
-
-
-def until(what: str, check: Callable[[], Any], timeout: float = 60.0, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise SystemExit(f"{what}: not within {timeout:.0f}s")
 
 
 def node_macs() -> dict[str, str]:
@@ -159,26 +154,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def web_deployment(name: str, namespace: str, node: str, labels: dict[str, str]) -> dict[str, Any]:
-    """One nginx Pod pinned to `node` (the pod runner serves it for real)."""
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"bench-pod": name}},
-            "template": {
-                "metadata": {"labels": {**labels, "bench-pod": name}},
-                "spec": {
-                    "nodeSelector": {"kubernetes.io/hostname": node},
-                    "containers": [{"name": "nginx", "image": "nginx", "ports": [{"containerPort": 80}]}],
-                },
-            },
-        },
-    }
-
-
 def fresh_namespace(api: client.ApiClient, name: str) -> None:
     """Create namespace `name`, first removing one a previous, interrupted run left."""
     core = client.CoreV1Api(api)
@@ -194,5 +169,5 @@ def fresh_namespace(api: client.ApiClient, name: str) -> None:
 
     if not gone():
         core.delete_namespace(name)
-        until(f"namespace {name} from an earlier run is gone", gone, timeout=120)
+        wait_for(f"namespace {name} from an earlier run is gone", gone, timeout=120)
     core.create_namespace({"metadata": {"name": name}})

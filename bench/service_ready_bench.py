@@ -35,7 +35,20 @@ import time
 from typing import Any
 
 from kubernetes import client
-from labkit import CLIENT, ENV, LAB_DIR, NODES, REPO, fresh_namespace, lab_up, on, percentile, sh, until, web_deployment
+from labkit import (
+    CLIENT,
+    ENV,
+    LAB_DIR,
+    NODES,
+    REPO,
+    fresh_namespace,
+    lab_up,
+    on,
+    percentile,
+    sh,
+    wait_for,
+    web_deployment,
+)
 
 RESULTS = REPO / "bench" / "results" / "service-ready.json"
 # With --arp, the first ARP answer is watched too (lab/bin/l2probe, 100 probes/s): the observer
@@ -80,10 +93,10 @@ def set_up(api: client.ApiClient, present: int) -> None:
         items = core.list_namespaced_service(NS).items
         return sum(1 for s in items if s.status.load_balancer.ingress) >= present
 
-    until(f"{present} Services get addresses", all_assigned, timeout=600, every=2.0)
+    wait_for(f"{present} Services get addresses", all_assigned, timeout=600, interval=2.0)
     print(f"... and all have addresses after {time.monotonic() - started:.1f} s", flush=True)
     last = core.read_namespaced_service(f"present-{present - 1:04d}", NS).status.load_balancer.ingress[0].ip
-    until(f"the last of them ({last}) answers", lambda: on(CLIENT, "curl", "-s", "-m", "1", f"http://{last}/",
+    wait_for(f"the last of them ({last}) answers", lambda: on(CLIENT, "curl", "-s", "-m", "1", f"http://{last}/",
                                                           check=False), timeout=300)  # fmt: skip
     print(f"... and the last answers after {time.monotonic() - started:.1f} s", flush=True)
 

@@ -12,7 +12,7 @@ import json
 import os
 import re
 import subprocess
-import time
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,10 @@ from typing import Any
 import pytest
 
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[4]))
+sys.path.insert(0, str(REPO))
+from tests.integration.conftest import wait_for  # noqa: E402
+from tests.support.lab import web_deployment  # noqa: E402
+
 LAB_DIR = Path(os.environ.get("ONPREM_LAB_DIR", REPO / ".cache/molecule-lab/site"))
 LAB = str(REPO / "lab" / "bin" / "lab")
 KUBECONFIG = LAB_DIR / "controlplane" / "admin.kubeconfig"
@@ -59,17 +63,6 @@ def arp_owner(vip: str) -> str | None:
     return node_of_mac(macs.pop()) if macs else None
 
 
-def until(what: str, check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last!r})")
-
-
 def http(vip: str) -> str:
     return on(CLIENT, "curl", "-s", "-m", "2", f"http://{vip}/", check=False)
 
@@ -79,23 +72,7 @@ def apply(obj: dict[str, Any]) -> None:
 
 
 def web(name: str, node: str) -> dict[str, Any]:
-    """A one-replica nginx Deployment pinned to a node."""
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "nodeSelector": {"kubernetes.io/hostname": node},
-                    "containers": [{"name": "nginx", "image": "nginx", "ports": [{"containerPort": 80}]}],
-                },
-            },
-        },
-    }
+    return web_deployment(name, NS, node, {"app": name})
 
 
 def lb(name: str, policy: str) -> dict[str, Any]:
@@ -116,7 +93,7 @@ def address_of(name: str) -> str:
     def assigned() -> str:
         return kubectl("-n", NS, "get", "svc", name, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}").strip()
 
-    return str(until(f"{name} gets an address", assigned))
+    return str(wait_for(f"{name} gets an address", assigned))
 
 
 def access_log(name: str) -> tuple[str, str]:
@@ -190,7 +167,7 @@ def test_local_policy_elects_the_endpoint_node_and_keeps_the_client_address() ->
     apply(web("local", first))
     apply(lb("local", "Local"))
     vip = address_of("local")
-    until(f"{vip} answers", lambda: "Welcome to nginx!" in http(vip))
+    wait_for(f"{vip} answers", lambda: "Welcome to nginx!" in http(vip))
     for _ in range(3):  # always the node with the endpoint, never another
         assert arp_owner(vip) == first
     node, log = access_log("local")
@@ -200,8 +177,10 @@ def test_local_policy_elects_the_endpoint_node_and_keeps_the_client_address() ->
 
     # the endpoint moves: so does the announcement
     apply(web("local", second))
-    until(f"{vip} announced by {second}", lambda: arp_owner(vip) == second, timeout=60)
-    until(f"{vip} answers from {second}", lambda: "Welcome to nginx!" in http(vip) and serving_node("local") == second)
+    wait_for(f"{vip} announced by {second}", lambda: arp_owner(vip) == second, timeout=60)
+    wait_for(
+        f"{vip} answers from {second}", lambda: "Welcome to nginx!" in http(vip) and serving_node("local") == second
+    )
 
 
 @pytest.mark.usefixtures("namespace")
@@ -211,10 +190,10 @@ def test_cluster_policy_forwards_from_a_node_without_an_endpoint() -> None:
     apply(web("cluster", "onprem-lab-n1"))
     apply(lb("cluster", "Cluster"))
     vip = address_of("cluster")
-    owner = until(f"{vip} announced", lambda: arp_owner(vip))
+    owner = wait_for(f"{vip} announced", lambda: arp_owner(vip))
     elsewhere = next(n for n in NODES if n != owner)
     apply(web("cluster", elsewhere))
-    until(f"{vip} answers from {elsewhere}", lambda: "Welcome" in http(vip) and serving_node("cluster") == elsewhere)
+    wait_for(f"{vip} answers from {elsewhere}", lambda: "Welcome" in http(vip) and serving_node("cluster") == elsewhere)
     assert arp_owner(vip) == owner, "the announcement does not follow endpoints with Cluster"
     node, log = access_log("cluster")
     assert node == elsewhere != owner
