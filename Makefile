@@ -16,7 +16,7 @@ TARBALL     := $(CURDIR)/.cache/build/onprem-ingress-$(VERSION).tar.gz
 # Outside this git checkout: inside it, ansible-test would list files with git and see none.
 SANITY_ROOT := $(or $(TMPDIR),/tmp)/onprem-ingress-sanity
 
-.PHONY: help test lab lab-down host-deps venv controlplane collection-link lint sanity build dist pytest pytest-untimed pytest-timing molecule clean
+.PHONY: help test checks lab lab-down host-deps venv controlplane collection-link lint sanity build dist pytest pytest-untimed pytest-timing molecule clean
 
 help:
 	@echo "make lab       a local on-prem site: nodes, client, control plane; site.yml; the seeds' demo"
@@ -24,14 +24,19 @@ help:
 	@echo "make test   everything: set-up, lint, ansible-test sanity, pytest, molecule"
 	@echo "make dist   the onprem-lb engine as one file (dist/onprem-lb-VERSION.pyz)"
 
-# Gates that do not measure time run side by side (output grouped per gate): lint beside sanity,
-# then the tests not marked `timing` beside the molecule scenarios; the tests that measure
-# failover and handover gaps (marker `timing`) run last and alone.
+# Gates that do not measure time run in two lanes side by side (output grouped per lane): lint,
+# sanity and the tests not marked `timing`, one after the other, beside the molecule scenarios
+# (whose verify steps overlap the tests, as before, never sanity); the tests that measure failover
+# and handover gaps (marker `timing`) run last and alone.
 test: host-deps venv controlplane collection-link dist
-	$(MAKE) --no-print-directory -j2 --output-sync=target lint sanity
-	$(MAKE) --no-print-directory -j2 --output-sync=target pytest-untimed molecule
+	$(MAKE) --no-print-directory -j2 --output-sync=target checks molecule
 	$(MAKE) --no-print-directory pytest-timing
 	@echo "make test: all gates passed"
+
+checks:
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory sanity
+	$(MAKE) --no-print-directory pytest-untimed
 
 host-deps:
 	scripts/host-deps.sh

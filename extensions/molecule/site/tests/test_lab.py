@@ -136,9 +136,6 @@ def test_the_seeds_demo_answers_from_the_client() -> None:
         pods = set(re.findall(r"POD: (nginx-app-\S+)", out))
         assert len(pods) >= 2, f"30 requests reached {pods}"
         assert "Welcome to nginx!" in out and "It works!" in out
-        # a second run applies the same objects: nothing moves, everything still answers
-        again = sh(LAB, "demo", "--dir", str(LAB_DIR), timeout=300)
-        assert re.findall(r"LoadBalancer (\S+)", again) == re.findall(r"LoadBalancer (\S+)", out)
     finally:
         for ns in ("seed-000", "seed-004"):
             kubectl("delete", "namespace", ns, "--wait=true", "--timeout=60s", check=False)
