@@ -36,8 +36,10 @@ NS = "bench"
 
 
 def kubectl(kc: Path, *args: str) -> None:
-    env_bins = REPO / ".cache" / "controlplane"
-    kubectl_bin = next(env_bins.glob("k8s-*/kubectl"))
+    bins = subprocess.run(
+        [str(REPO / "lab" / "bin" / "controlplane"), "bin-dir"], capture_output=True, text=True, check=True, timeout=30
+    )
+    kubectl_bin = Path(bins.stdout.strip()) / "kubectl"
     subprocess.run([str(kubectl_bin), "--kubeconfig", str(kc), *args], check=True, capture_output=True, timeout=120)
 
 

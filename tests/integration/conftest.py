@@ -7,6 +7,7 @@ ONPREM_TEST_KUBECONFIG to run against a control plane you already have instead.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -31,11 +32,11 @@ def pinned_versions() -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
 
 
+@functools.cache
 def controlplane_bin_dir() -> Path:
-    """Where lab/bin/controlplane finds its binaries (same rule as the script)."""
-    v = pinned_versions()
-    default = REPO / ".cache" / "controlplane" / f"k8s-{v['K8S_VERSION']}-etcd-{v['ETCD_VERSION']}"
-    return Path(os.environ.get("ONPREM_CONTROLPLANE_BIN", default))
+    """Where lab/bin/controlplane finds its binaries (asked of the script: one rule, one place)."""
+    out = subprocess.run([str(CONTROLPLANE), "bin-dir"], capture_output=True, text=True, timeout=30, check=True)
+    return Path(out.stdout.strip())
 
 
 @dataclass(frozen=True)
