@@ -7,7 +7,10 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import ipaddress
+import json
+import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -105,3 +108,39 @@ def test_pod_runner_resolves_the_downward_api_fields_seed_004_uses() -> None:
     assert env["NODE_NAME"] == "onprem-lab-n1"
     assert env["POD_NAME"] == "nginx-app-1"
     assert env["GREETING"] == "hi"
+
+
+def test_lab_processes_are_those_with_an_argument_inside_the_lab_dir(tmp_path: Path) -> None:
+    labdir = tmp_path / "lab"
+    sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]  # takes any further arguments
+    inside = subprocess.Popen([*sleeper, f"--data-dir={labdir}/etcd"])
+    beside = subprocess.Popen([*sleeper, f"{labdir}-other/x"])  # a sibling directory is not the lab's
+    try:
+        for proc in (inside, beside):  # until each has exec'd (its command line is there)
+            for _ in range(200):
+                if b"time.sleep" in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+                    break
+                time.sleep(0.01)
+        found = lab.lab_processes(lab.Lab(labdir))
+        assert inside.pid in found
+        assert beside.pid not in found
+        # the shell that runs `lab down --dir DIR` names DIR too, but is not the lab's
+        child = (
+            "import importlib.machinery as m, json, os, pathlib, sys; "
+            f"lab = m.SourceFileLoader('lab', {str(REPO / 'lab/bin/lab')!r}).load_module(); "
+            "print(json.dumps([os.getppid(), lab.lab_processes(lab.Lab(pathlib.Path(sys.argv[1])))]))"
+        )
+        out = subprocess.run(
+            ["sh", "-c", f'{sys.executable} -c "{child}" "$0"; true', str(labdir)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        shell_pid, seen = json.loads(out.stdout)
+        assert inside.pid in seen
+        assert shell_pid not in seen
+    finally:
+        for proc in (inside, beside):
+            proc.kill()
+            proc.wait()
