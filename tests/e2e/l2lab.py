@@ -160,6 +160,13 @@ class L2Lab:
     # -- lifecycle
 
     def up(self) -> None:
+        try:
+            self._up()
+        except BaseException:  # a lab half up is still taken down (no fixture teardown runs)
+            self.down()
+            raise
+
+    def _up(self) -> None:
         sh(str(NETLAB), "up", "--nodes", str(len(NODES)), timeout=120)
         started = run_controlplane("up", "--dir", str(self.cp_dir), "--address", API_ADDRESS)
         if started.returncode != 0:
