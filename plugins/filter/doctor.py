@@ -16,6 +16,7 @@ from __future__ import absolute_import, annotations, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 import datetime
+import ipaddress
 import re
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
@@ -155,6 +156,41 @@ def udp_listening(lines: Any, address: Any, port: Any) -> bool:
     return False
 
 
+SS_USERS = re.compile(r'users:\(\("([^"]*)",pid=([0-9]+)')
+
+
+def tcp_listeners(lines: Any, ports: Any, exclude: Any = None) -> List[Dict[str, Any]]:
+    """The TCP listeners in ``ss -Hnltp`` output on any of ``ports``, except those bound to an
+    address inside one of the ``exclude`` CIDRs: [{address, port, program, pid, text}]."""
+    if isinstance(lines, string_types):
+        lines = lines.splitlines()
+    try:
+        wanted = {int(p) for p in ports or []}
+        networks = [ipaddress.ip_network(str(c), strict=False) for c in exclude or []]
+    except (TypeError, ValueError) as exc:
+        raise AnsibleFilterError("tcp_listeners: %s" % exc) from None
+    found = []
+    for line in lines or []:
+        fields = str(line).split()
+        if len(fields) < 5:
+            continue
+        local = _split_host_port(fields[3])
+        if local is None or not local[1].isdigit() or int(local[1]) not in wanted:
+            continue
+        try:
+            bound = ipaddress.ip_address(local[0])
+        except ValueError:
+            bound = None  # "*", a wildcard
+        if bound is not None and any(bound.version == n.version and bound in n for n in networks):
+            continue
+        users = SS_USERS.search(str(line))
+        program, pid = (users.group(1), int(users.group(2))) if users else ("an unknown program", 0)
+        where = "%s:%s" % (local[0], local[1])
+        text = "%s (pid %d) listening on %s" % (program, pid, where) if pid else "%s listening on %s" % (program, where)
+        found.append({"address": local[0], "port": int(local[1]), "program": program, "pid": pid, "text": text})
+    return found
+
+
 def kube_proxy_mode(configmap: Any) -> Dict[str, Any]:
     """kube-proxy's mode and ipvs.strictARP from its ConfigMap (key config.conf, kubeadm layout).
 
@@ -234,6 +270,7 @@ class FilterModule(object):
             "lease_state": lease_state,
             "arp_sysctl_problems": arp_sysctl_problems,
             "udp_listening": udp_listening,
+            "tcp_listeners": tcp_listeners,
             "kube_proxy_mode": kube_proxy_mode,
             "pending_service_events": pending_service_events,
         }
