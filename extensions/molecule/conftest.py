@@ -115,3 +115,9 @@ def run_playbook(
 def playbook() -> Callable[..., PlaybookRun]:
     """`playbook(name, extra_vars, check=..., diff=...)` runs a scenario playbook."""
     return run_playbook
+
+
+@pytest.fixture(scope="module")
+def module_playbook() -> Callable[..., PlaybookRun]:
+    """The same, for module-scoped fixtures (e.g. one that converges the inventory again)."""
+    return run_playbook
