@@ -123,19 +123,19 @@ def _check(settings: Any) -> Dict[str, Any]:
         if key not in out:
             raise AnsibleFilterError("ingress_objects: setting %s is missing" % key)
         # bool is an int in Python: a port or a replica count must not be True
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):  # type: ignore[arg-type]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise AnsibleFilterError("ingress_objects: setting %s=%r has the wrong type" % (key, value))
     if out["variant"] not in VARIANTS:
-        raise AnsibleFilterError(
-            "ingress_objects: variant %r is not one of %s" % (out["variant"], ", ".join(VARIANTS))
-        )
+        raise AnsibleFilterError("ingress_objects: variant %r is not one of %s" % (out["variant"], ", ".join(VARIANTS)))
     if not DNS_LABEL.match(out["namespace"]):
         raise AnsibleFilterError(
-            "namespace %r is not a DNS-1123 label (lower case letters, digits and '-', at most 63)" % (out["namespace"],)
+            "namespace %r is not a DNS-1123 label (lower case letters, digits and '-', at most 63)"
+            % (out["namespace"],)
         )
     if not DNS_SUBDOMAIN.match(out["class_name"]):
         raise AnsibleFilterError(
-            "IngressClass name %r is not a DNS-1123 subdomain (lower case letters, digits, '-' and '.')" % (out["class_name"],)
+            "IngressClass name %r is not a DNS-1123 subdomain (lower case letters, digits, '-' and '.')"
+            % (out["class_name"],)
         )
     for key in ("external_ips", "lb_addresses"):
         for value in out[key]:
@@ -178,7 +178,9 @@ def _meta(settings: Mapping[str, Any], name: str, component: str, namespaced: bo
     return meta
 
 
-def _access(settings: Mapping[str, Any], name: str, component: str, cluster: Any, namespaced: Any) -> List[Dict[str, Any]]:
+def _access(
+    settings: Mapping[str, Any], name: str, component: str, cluster: Any, namespaced: Any
+) -> List[Dict[str, Any]]:
     """A ServiceAccount and its ClusterRole, Role and bindings, all named ``name``."""
     subject = [{"kind": "ServiceAccount", "name": name, "namespace": settings["namespace"]}]
     return [
@@ -188,7 +190,12 @@ def _access(settings: Mapping[str, Any], name: str, component: str, cluster: Any
             "metadata": _meta(settings, name, component),
             "automountServiceAccountToken": True,
         },
-        {"apiVersion": RBAC_API, "kind": "ClusterRole", "metadata": _meta(settings, name, component, False), "rules": cluster},
+        {
+            "apiVersion": RBAC_API,
+            "kind": "ClusterRole",
+            "metadata": _meta(settings, name, component, False),
+            "rules": cluster,
+        },
         {
             "apiVersion": RBAC_API,
             "kind": "ClusterRoleBinding",
@@ -234,11 +241,16 @@ def exposure(settings: Mapping[str, Any], name: str, ports: List[Tuple[str, int]
         out["host_ports"] = True  # one pod per node owns these ports: the scheduler sees them
         out["args"] = ["--report-node-internal-ip-address"]
         return out
-    service_ports = [
+    service_ports: List[Dict[str, Any]] = [
         {"name": port_name, "port": number, "protocol": "TCP", "targetPort": port_name, "appProtocol": port_name}
         for port_name, number in ports
     ]
-    spec: Dict[str, Any] = {"ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv4"], "ports": service_ports, "selector": _selector()}
+    spec: Dict[str, Any] = {
+        "ipFamilyPolicy": "SingleStack",
+        "ipFamilies": ["IPv4"],
+        "ports": service_ports,
+        "selector": _selector(),
+    }
     annotations: Dict[str, str] = {}
     if variant == "loadbalancer":
         spec["type"] = "LoadBalancer"
@@ -253,7 +265,7 @@ def exposure(settings: Mapping[str, Any], name: str, ports: List[Tuple[str, int]
         spec["externalTrafficPolicy"] = _etp(settings)
         node_ports = {"http": settings["http_node_port"], "https": settings["https_node_port"]}
         for port in service_ports:
-            port["nodePort"] = node_ports[port["name"]]
+            port["nodePort"] = node_ports[str(port["name"])]
         if settings.get("publish_status_address"):
             out["args"] = ["--publish-status-address=%s" % settings["publish_status_address"]]
     else:  # externalips: no node ports at all, the Service answers on the listed node addresses
@@ -341,7 +353,9 @@ def _controller_pod(settings: Mapping[str, Any], shape: Mapping[str, Any]) -> Di
     pod["serviceAccountName"] = NAMES["account"]
     pod["terminationGracePeriodSeconds"] = 300
     if webhook:
-        container["volumeMounts"] = [{"name": "webhook-cert", "mountPath": "/usr/local/certificates/", "readOnly": True}]
+        container["volumeMounts"] = [
+            {"name": "webhook-cert", "mountPath": "/usr/local/certificates/", "readOnly": True}
+        ]
         pod["volumes"] = [{"name": "webhook-cert", "secret": {"secretName": NAMES["admission"]}}]
     return pod
 
@@ -378,7 +392,12 @@ def _admission(settings: Mapping[str, Any]) -> List[Dict[str, Any]]:
                                 "image": settings["certgen_image"],
                                 "imagePullPolicy": "IfNotPresent",
                                 "args": args,
-                                "env": [{"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
+                                "env": [
+                                    {
+                                        "name": "POD_NAMESPACE",
+                                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                                    }
+                                ],
                                 "securityContext": {
                                     "allowPrivilegeEscalation": False,
                                     "capabilities": {"drop": ["ALL"]},
@@ -407,7 +426,12 @@ def _admission(settings: Mapping[str, Any]) -> List[Dict[str, Any]]:
                 "name": "validate.nginx.ingress.kubernetes.io",
                 "admissionReviewVersions": ["v1"],
                 "clientConfig": {
-                    "service": {"name": NAMES["admission_service"], "namespace": ns, "path": "/networking/v1/ingresses", "port": 443}
+                    "service": {
+                        "name": NAMES["admission_service"],
+                        "namespace": ns,
+                        "path": "/networking/v1/ingresses",
+                        "port": 443,
+                    }
                 },
                 "failurePolicy": settings["failure_policy"],
                 "matchPolicy": "Equivalent",
@@ -439,7 +463,7 @@ def _admission(settings: Mapping[str, Any]) -> List[Dict[str, Any]]:
         ],
     )
     access = _access(settings, NAMES["admission"], component, ADMISSION_CLUSTER_RULES, ADMISSION_NAMESPACED_RULES)
-    return [service, webhook] + access + [create, patch]
+    return [service, webhook, *access, create, patch]
 
 
 def ingress_objects(settings: Any) -> List[Dict[str, Any]]:
@@ -462,9 +486,16 @@ def ingress_objects(settings: Any) -> List[Dict[str, Any]]:
         workload_spec["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}
     else:
         # never two pods on one node's ports: the old pod goes before the new one starts
-        workload_spec["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+        workload_spec["updateStrategy"] = {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+        }
     objects: List[Dict[str, Any]] = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": s["namespace"], "labels": _labels(s, "controller")}},
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": s["namespace"], "labels": _labels(s, "controller")},
+        },
     ]
     objects += _access(s, NAMES["account"], "controller", CONTROLLER_CLUSTER_RULES, CONTROLLER_NAMESPACED_RULES)
     objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(s, name, "controller"), "data": {}})
@@ -472,7 +503,14 @@ def ingress_objects(settings: Any) -> List[Dict[str, Any]]:
         objects.append(shape["service"])
     admission = _admission(s) if s["admission_webhook"] else []
     objects += admission[:1]  # the webhook's Service, before the pods it selects
-    objects.append({"apiVersion": "apps/v1", "kind": shape["kind"], "metadata": _meta(s, name, "controller"), "spec": workload_spec})
+    objects.append(
+        {
+            "apiVersion": "apps/v1",
+            "kind": shape["kind"],
+            "metadata": _meta(s, name, "controller"),
+            "spec": workload_spec,
+        }
+    )
     ingress_class: Dict[str, Any] = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "IngressClass",
@@ -503,7 +541,7 @@ def ingress_stale_objects(settings: Any) -> List[Dict[str, Any]]:
             for obj in ingress_objects(other):
                 key = _key(obj)
                 if key not in wanted and key not in stale:
-                    meta = {"name": key[3]}
+                    meta: Dict[str, Any] = {"name": key[3]}
                     if key[2]:
                         meta["namespace"] = key[2]
                     stale[key] = {"apiVersion": key[0], "kind": key[1], "metadata": meta}

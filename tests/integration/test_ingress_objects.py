@@ -15,7 +15,9 @@ from tests.unit.test_filters_ingress import BASE, VARIANTS
 
 def dry_run(controlplane: ControlPlane, objects: list[dict[str, Any]], check: bool = True) -> str:
     doc = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
-    return kubectl(controlplane.kubeconfig, "apply", "--dry-run=server", "-o", "name", "-f", "-", stdin=doc, check=check)
+    return kubectl(
+        controlplane.kubeconfig, "apply", "--dry-run=server", "-o", "name", "-f", "-", stdin=doc, check=check
+    )
 
 
 @pytest.mark.parametrize("webhook", [True, False])

@@ -86,9 +86,12 @@ def test_nodeport_fields() -> None:
     assert [(p["name"], p["nodePort"]) for p in svc["ports"]] == [("http", 31080), ("https", 31443)]
     assert "--publish-status-address=192.0.2.10" in controller_args(objs)
     assert not any(a.startswith("--publish-service") for a in controller_args(objs))
-    assert build(variant="nodeport", external_traffic_policy="Local")["Service/ingress-nginx-controller"]["spec"][
-        "externalTrafficPolicy"
-    ] == "Local"
+    assert (
+        build(variant="nodeport", external_traffic_policy="Local")["Service/ingress-nginx-controller"]["spec"][
+            "externalTrafficPolicy"
+        ]
+        == "Local"
+    )
 
 
 def test_hostnetwork_fields() -> None:
@@ -128,9 +131,12 @@ def test_webhook_objects_and_their_absence() -> None:
     patch = on["Job/ingress-nginx-admission-patch"]["spec"]["template"]["spec"]["containers"][0]
     assert patch["image"] == CERTGEN
     assert "--patch-failure-policy=Fail" in patch["args"]
-    assert "--patch-failure-policy=Ignore" in build(failure_policy="Ignore")["Job/ingress-nginx-admission-patch"][
-        "spec"
-    ]["template"]["spec"]["containers"][0]["args"]
+    assert (
+        "--patch-failure-policy=Ignore"
+        in build(failure_policy="Ignore")["Job/ingress-nginx-admission-patch"]["spec"]["template"]["spec"][
+            "containers"
+        ][0]["args"]
+    )
     off = build(admission_webhook=False)
     assert not [k for k in off if "admission" in k]
     assert not any("webhook" in a for a in controller_args(off))
@@ -144,12 +150,20 @@ def test_class_name_default_extra_args_and_images() -> None:
     assert cls["metadata"]["annotations"] == {"ingressclass.kubernetes.io/is-default-class": "true"}
     assert "--ingress-class=edge" in controller_args(objs)
     assert controller_args(objs)[-1] == "--enable-ssl-passthrough"
-    assert objs["Deployment/ingress-nginx-controller"]["spec"]["template"]["spec"]["containers"][0]["image"] == CONTROLLER
+    assert (
+        objs["Deployment/ingress-nginx-controller"]["spec"]["template"]["spec"]["containers"][0]["image"] == CONTROLLER
+    )
     assert "annotations" not in build()["IngressClass/nginx"]["metadata"]
 
 
 def test_every_object_is_labelled_and_namespaced_where_it_should_be() -> None:
-    cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding", "IngressClass", "ValidatingWebhookConfiguration"}
+    cluster_scoped = {
+        "Namespace",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "IngressClass",
+        "ValidatingWebhookConfiguration",
+    }
     for variant in VARIANTS:
         for obj in ingress_objects(dict(BASE, variant=variant, external_ips=["192.0.2.1"], namespace="edge")):
             assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "onprem.ingress"
@@ -180,7 +194,7 @@ def test_a_switch_deletes_exactly_what_the_old_configuration_owned_and_the_new_d
 def test_tcp_listeners() -> None:
     lines = [
         'LISTEN 0 511 0.0.0.0:80 0.0.0.0:* users:(("apache2",pid=812,fd=4),("apache2",pid=813,fd=4))',
-        "LISTEN 0 511 [::]:443 [::]:* users:((\"nginx\",pid=90,fd=7))",
+        'LISTEN 0 511 [::]:443 [::]:* users:(("nginx",pid=90,fd=7))',
         'LISTEN 0 511 10.244.1.3:80 0.0.0.0:* users:(("nginx",pid=1485,fd=5))',
         "LISTEN 0 4096 127.0.0.1:10254 0.0.0.0:*",
         'LISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:(("sshd",pid=1,fd=3))',
@@ -223,7 +237,9 @@ def test_bad_settings_are_named(key: str, value: Any) -> None:
     with pytest.raises(AnsibleFilterError) as err:
         ingress_objects(settings)
     # the message names the setting (the IngressClass name is the class_name setting)
-    assert key.split("_")[0] in str(err.value).lower() or (key == "class_name" and "IngressClass" in str(err.value))
+    assert key.split("_", maxsplit=1)[0] in str(err.value).lower() or (
+        key == "class_name" and "IngressClass" in str(err.value)
+    )
 
 
 def test_externalips_needs_an_address() -> None:
@@ -233,7 +249,9 @@ def test_externalips_needs_an_address() -> None:
 
 @given(
     key=st.sampled_from(sorted(BASE)),
-    value=st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20), st.lists(st.text(max_size=5), max_size=3)),
+    value=st.one_of(
+        st.none(), st.booleans(), st.integers(), st.text(max_size=20), st.lists(st.text(max_size=5), max_size=3)
+    ),
 )
 def test_any_wrong_setting_is_a_filter_error_never_a_traceback(key: str, value: Any) -> None:
     try:

@@ -125,7 +125,7 @@ def test_check_mode_reports_a_switch_and_changes_nothing(playbook: Callable[...,
 
 
 def test_hostnetwork_stops_on_another_listener_and_names_it(playbook: Callable[..., Any]) -> None:
-    listener = subprocess.Popen(  # noqa: S603 - a fixed command in the lab node
+    listener = subprocess.Popen(
         ["podman", "exec", "onprem-lab-n2", "python3", "-m", "http.server", "--bind", "127.0.0.1", "10254"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
