@@ -89,7 +89,7 @@ def back_to_the_inventory(module_playbook: Callable[..., Any], request: pytest.F
 def check_fields(variant: str) -> dict[str, Any] | None:
     """The fields the variant needs, and nothing another variant owned. Returns its Service."""
     services, deployments, daemonsets = items("services"), items("deployments"), items("daemonsets")
-    assert "ingress-nginx-controller-admission" not in services  # the lab runs without the webhook
+    assert "ingress-nginx-controller-admission" not in services  # these variants run without the webhook
     if variant == "hostnetwork":
         assert NAME not in services and NAME not in deployments
         pod = daemonsets[NAME]["spec"]["template"]["spec"]
@@ -148,21 +148,8 @@ def test_hostnetwork_stops_on_another_listener_and_names_it(playbook: Callable[.
     assert not items("daemonsets") and NAME in items("deployments")
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-def test_variant_converges_serves_and_leaves_nothing_behind(variant: str, playbook: Callable[..., Any]) -> None:
-    run = playbook(INGRESS, VARIANTS[variant], inventory=INVENTORY)
-    assert run.rc == 0, run.report
-    service = check_fields(variant)
-    again = playbook(INGRESS, VARIANTS[variant], inventory=INVENTORY)
-    assert again.rc == 0 and all(again.changed(n) == 0 for n in NODES), again.report
-    for address, port, container_port in promised(variant, service):
-        body = curl(address, port)
-        assert body.startswith(f"{NS}/{NAME}-") and body.strip().endswith(f"controller:{container_port}"), (
-            f"{address}:{port} -> {body!r}"
-        )
-
-
-def test_webhook_waits_for_its_jobs_and_switching_it_off_removes_it(playbook: Callable[..., Any]) -> None:
+def test_webhook_waits_for_its_certificate_jobs_and_endpoint(playbook: Callable[..., Any]) -> None:
+    """(The next test's first switch, to nodeport without the webhook, removes all of this.)"""
     run = playbook(INGRESS, {"ingress_nginx_admission_webhook": True}, inventory=INVENTORY)
     assert run.rc == 0, run.report
     for task in ("Wait until the certificate Jobs are complete (the webhook's Secret and CA exist)",
@@ -173,11 +160,25 @@ def test_webhook_waits_for_its_jobs_and_switching_it_off_removes_it(playbook: Ca
     assert all(any(c["type"] == "Complete" for c in j["status"]["conditions"]) for j in jobs.values())
     hooks = items("validatingwebhookconfigurations", None)
     assert hooks["ingress-nginx-admission"]["webhooks"][0]["failurePolicy"] == "Fail"
-    off = playbook(INGRESS, inventory=INVENTORY)
-    assert off.rc == 0, off.report
+    assert "ingress-nginx-controller-admission" in items("services")
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variant_converges_serves_and_leaves_nothing_behind(variant: str, playbook: Callable[..., Any]) -> None:
+    run = playbook(INGRESS, VARIANTS[variant], inventory=INVENTORY)
+    assert run.rc == 0, run.report
+    service = check_fields(variant)
+    # nothing of the webhook the previous test turned on is left (the lab's variants run without it)
     assert not items("jobs") and not items("validatingwebhookconfigurations", None)
-    assert "ingress-nginx-controller-admission" not in items("services")
     assert "ingress-nginx-admission" not in items("serviceaccounts")
+    if variant != "loadbalancer":  # the inventory's own: molecule's idempotence step ran it twice
+        again = playbook(INGRESS, VARIANTS[variant], inventory=INVENTORY)
+        assert again.rc == 0 and all(again.changed(n) == 0 for n in NODES), again.report
+    for address, port, container_port in promised(variant, service):
+        body = curl(address, port)
+        assert body.startswith(f"{NS}/{NAME}-") and body.strip().endswith(f"controller:{container_port}"), (
+            f"{address}:{port} -> {body!r}"
+        )
 
 
 def test_demo_playbook_creates_seed_000s_deployments_services_and_ingresses(playbook: Callable[..., Any]) -> None:

@@ -275,13 +275,7 @@ BAD_INVENTORIES = {
         {"lb_config_l2_advertisements": [{"name": "lab", "ipAdressPools": ["lab"]}]},
         "unknown field ipAdressPools",
     ),
-    "unknown ingress variant": ({"ingress_nginx_variant": "ingress"}, "ingress_nginx_variant ingress is not one of"),
     "ingress variable typo": ({"ingress_nginx_varient": "nodeport"}, "did you mean ingress_nginx_variant"),
-    "same node port twice": (
-        {"ingress_nginx_variant": "nodeport", "ingress_nginx_https_node_port": 30080},
-        "must be two different ports",
-    ),
-    "ingress namespace the API would refuse": ({"ingress_nginx_namespace": "Ingress_NGINX"}, "not a DNS-1123 label"),
     "externalips without addresses": ({"ingress_nginx_variant": "externalips"}, "needs ingress_nginx_external_ips"),
 }  # fmt: skip
 
