@@ -17,6 +17,8 @@ from typing import Any, Callable, Dict, List, Mapping
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.six import string_types
 
+from ansible_collections.onprem.ingress.plugins.module_utils.k8s_names import label_problem, subdomain_problem
+
 # kind -> (apiVersion, the spec fields MetalLB's API documents for it)
 METALLB_KINDS: Dict[str, Any] = {
     "IPAddressPool": ("metallb.io/v1beta1", ("addresses", "autoAssign", "avoidBuggyIPs", "serviceAllocation")),
@@ -85,6 +87,8 @@ def metallb_objects(items: Any, kind: str, namespace: str, labels: Any = None) -
     if kind not in METALLB_KINDS:
         raise AnsibleFilterError("metallb_objects: unknown kind %r; one of %s" % (kind, ", ".join(METALLB_KINDS)))
     api_version, fields = METALLB_KINDS[kind]
+    if label_problem(namespace):
+        raise AnsibleFilterError("metallb_objects: namespace %s" % label_problem(namespace))
     if not isinstance(items, list):
         raise AnsibleFilterError("metallb_objects: the %s items must be a list, got %s" % (kind, type(items).__name__))
     objects = []
@@ -96,6 +100,8 @@ def metallb_objects(items: Any, kind: str, namespace: str, labels: Any = None) -
         name = item.get("name")
         if not isinstance(name, string_types) or not name:
             raise AnsibleFilterError("%s has no name; every %s needs one" % (where, kind))
+        if subdomain_problem(name):
+            raise AnsibleFilterError("%s: the name %s; rename it" % (where, subdomain_problem(name)))
         if name in seen:
             raise AnsibleFilterError("%s %r is listed twice; names must be unique" % (kind, name))
         seen.add(name)

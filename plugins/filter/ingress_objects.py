@@ -20,11 +20,13 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import copy
 import ipaddress
-import re
 from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.module_utils.six import string_types
+
+from ansible_collections.onprem.ingress.plugins.module_utils.k8s_names import label_problem, subdomain_problem
 
 VARIANTS = ("loadbalancer", "nodeport", "hostnetwork", "externalips")
 CONTROLLERS = ("ingress-nginx",)
@@ -105,8 +107,6 @@ SETTINGS = {
     "labels": Mapping,
 }
 OPTIONAL = ("lb_pool", "publish_status_address", "external_traffic_policy")
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def _check(settings: Any) -> Dict[str, Any]:
@@ -122,21 +122,25 @@ def _check(settings: Any) -> Dict[str, Any]:
             continue
         if key not in out:
             raise AnsibleFilterError("ingress_objects: setting %s is missing" % key)
+        # as Ansible reads typed values (from -e they arrive as strings): 'false' is false, '2' is 2
+        if kind is bool and not isinstance(value, bool):
+            try:
+                value = out[key] = boolean(value, strict=True)
+            except TypeError:
+                raise AnsibleFilterError("ingress_objects: setting %s=%r is not true or false" % (key, value)) from None
+        if kind is int and isinstance(value, string_types) and value.strip().isdigit():
+            value = out[key] = int(value)
         # bool is an int in Python: a port or a replica count must not be True
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise AnsibleFilterError("ingress_objects: setting %s=%r has the wrong type" % (key, value))
     if out["variant"] not in VARIANTS:
         raise AnsibleFilterError("ingress_objects: variant %r is not one of %s" % (out["variant"], ", ".join(VARIANTS)))
-    if not DNS_LABEL.match(out["namespace"]):
-        raise AnsibleFilterError(
-            "namespace %r is not a DNS-1123 label (lower case letters, digits and '-', at most 63)"
-            % (out["namespace"],)
-        )
-    if not DNS_SUBDOMAIN.match(out["class_name"]):
-        raise AnsibleFilterError(
-            "IngressClass name %r is not a DNS-1123 subdomain (lower case letters, digits, '-' and '.')"
-            % (out["class_name"],)
-        )
+    for key, problem in (
+        ("namespace", label_problem(out["namespace"])),
+        ("class_name", subdomain_problem(out["class_name"])),
+    ):
+        if problem:
+            raise AnsibleFilterError("ingress_objects: %s %s" % (key, problem))
     for key in ("external_ips", "lb_addresses"):
         for value in out[key]:
             try:

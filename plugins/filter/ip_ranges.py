@@ -14,6 +14,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 from typing import Any, Callable, Dict, List
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.module_utils.six import string_types
 
 from ansible_collections.onprem.ingress.plugins.module_utils import ipam
@@ -55,9 +56,18 @@ def _require_netaddr(filter_name: str) -> None:
         )
 
 
-def range_size(value: Any, avoid_buggy_ips: bool = False) -> int:
+def _flag(filter_name: str, option: str, value: Any) -> bool:
+    """A true/false option as Ansible reads one (values from -e arrive as strings: 'false' is false)."""
+    try:
+        return bool(boolean(value, strict=True))
+    except TypeError:
+        raise AnsibleFilterError("%s: %s=%r is not true or false" % (filter_name, option, value)) from None
+
+
+def range_size(value: Any, avoid_buggy_ips: Any = False) -> int:
     """Number of addresses in the given CIDRs/ranges (overlaps counted once)."""
     _require_netaddr("range_size")
+    avoid_buggy_ips = _flag("range_size", "avoid_buggy_ips", avoid_buggy_ips)
     merged = _merge(_entries(value, "range_size"))
     total = 0
     for rng in merged:
@@ -88,9 +98,12 @@ def range_contains(value: Any, address: str) -> bool:
     return any(rng.version == version and rng.contains(number) for rng in ranges)
 
 
-def range_expand(value: Any, limit: int = EXPAND_DEFAULT_LIMIT, avoid_buggy_ips: bool = False) -> List[str]:
+def range_expand(value: Any, limit: Any = EXPAND_DEFAULT_LIMIT, avoid_buggy_ips: Any = False) -> List[str]:
     """Every address of small CIDRs/ranges, in order, as strings; refuses above ``limit``."""
     _require_netaddr("range_expand")
+    avoid_buggy_ips = _flag("range_expand", "avoid_buggy_ips", avoid_buggy_ips)
+    if isinstance(limit, string_types) and limit.strip().isdigit():
+        limit = int(limit)  # as Ansible's own int conversion reads "16" from -e
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1 or limit > EXPAND_HARD_LIMIT:
         raise AnsibleFilterError("range_expand: limit must be an integer from 1 to %d" % EXPAND_HARD_LIMIT)
     merged = _merge(_entries(value, "range_expand"))

@@ -24,6 +24,7 @@ else:
     KUBERNETES_IMPORT_ERROR = None
 
 from ansible_collections.onprem.ingress.plugins.module_utils.ipam import IpamError, Pool, pools_from_specs
+from ansible_collections.onprem.ingress.plugins.module_utils.kubeconfig import kubeconfig_problem
 
 POOL_GROUP, POOL_VERSION, POOL_PLURAL = "metallb.io", "v1beta1", "ipaddresspools"
 
@@ -41,16 +42,27 @@ class ClusterError(Exception):
 def connect(kubeconfig: Optional[str], context: Optional[str]) -> Any:
     """An ApiClient from kubeconfig / K8S_AUTH_* / default kubeconfig / in-cluster."""
     path = kubeconfig or os.environ.get("K8S_AUTH_KUBECONFIG")
+    source = "option kubeconfig" if kubeconfig else "K8S_AUTH_KUBECONFIG"
     ctx = context or os.environ.get("K8S_AUTH_CONTEXT")
-    if path and not os.path.isfile(path):
-        raise ClusterError(f"kubeconfig {path} does not exist; set kubeconfig to the cluster's admin kubeconfig")
+    default = os.path.expanduser("~/.kube/config")
+    if not path and os.path.isfile(default):
+        path, source = default, "the default kubeconfig"
+    if path:
+        problem = kubeconfig_problem(path, ctx)
+        if problem:
+            raise ClusterError(f"kubeconfig {path} ({source}): {problem}")
     try:
-        if path or os.path.isfile(os.path.expanduser("~/.kube/config")):
+        if path:
             return k8s_config.new_client_from_config(config_file=path, context=ctx)
         k8s_config.load_incluster_config()
         return k8s_client.ApiClient()
     except (ConfigException, ValueError, OSError) as exc:
-        raise ClusterError(f"cannot load cluster credentials ({path or 'default kubeconfig'}): {exc}") from None
+        if not path:
+            raise ClusterError(
+                "no kubeconfig (option kubeconfig, K8S_AUTH_KUBECONFIG or ~/.kube/config) and not running in a"
+                f" cluster ({exc}); set kubeconfig to the cluster's admin kubeconfig"
+            ) from None
+        raise ClusterError(f"cannot load cluster credentials ({path}): {exc}") from None
 
 
 def _call(what: str, func: Any, *args: Any, **kwargs: Any) -> Any:

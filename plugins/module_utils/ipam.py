@@ -104,8 +104,11 @@ class AddressRange:
     last: int
 
     @classmethod
-    def parse(cls, text: str) -> AddressRange:
-        """Parse ``192.0.2.0/24``, ``192.0.2.10-192.0.2.20`` or the IPv6 equivalents."""
+    def parse(cls, text: str, strict: bool = False) -> AddressRange:
+        """Parse ``192.0.2.0/24``, ``192.0.2.10-192.0.2.20`` or the IPv6 equivalents.
+
+        A CIDR with host bits set (``192.0.2.5/24``) is read as its network, as MetalLB reads it
+        (:func:`host_bits_note` says so); ``strict`` refuses it instead."""
         _require_netaddr()
         if not isinstance(text, str) or not text.strip():
             raise IpamError(f"pool address {text!r} is not a string; write a CIDR or a first-last range")
@@ -129,7 +132,7 @@ class AddressRange:
             raise IpamError(
                 f"pool address {raw!r} is neither a CIDR (192.0.2.0/24) nor a range (192.0.2.10-192.0.2.20): {exc}"
             ) from None
-        if net.ip != net.network:
+        if net.ip != net.network and strict:
             suffix = 32 if net.version == 4 else 128
             raise IpamError(
                 f"pool address {raw!r} has host bits set; write {net.cidr} for the whole network "
@@ -267,6 +270,21 @@ _POOL_FIELDS = {"addresses", "autoAssign", "avoidBuggyIPs", "serviceAllocation"}
 _ALLOCATION_FIELDS = {"priority", "namespaces", "namespaceSelectors", "serviceSelectors"}
 
 
+def host_bits_note(text: object) -> Optional[str]:
+    """For a CIDR with host bits set, what it is read as (None for anything else)."""
+    if not HAS_NETADDR or not isinstance(text, str) or "/" not in text or "-" in text:
+        return None
+    try:
+        net = netaddr.IPNetwork(text.strip())
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        return None
+    if net.ip == net.network:
+        return None
+    return (
+        f"{text.strip()} has host bits set and is read as its network {net.cidr}, as MetalLB reads it; write {net.cidr}"
+    )
+
+
 @dataclass(frozen=True)
 class Pool:
     name: str
@@ -274,10 +292,12 @@ class Pool:
     auto_assign: bool = True
     avoid_buggy_ips: bool = False
     service_allocation: Optional[ServiceAllocation] = None
+    notes: Tuple[str, ...] = field(default=(), compare=False)  # what was read other than written
 
     @classmethod
-    def from_spec(cls, name: str, spec: Mapping[str, object]) -> Pool:
-        """Build a pool from an IPAddressPool ``spec`` (MetalLB field names)."""
+    def from_spec(cls, name: str, spec: Mapping[str, object], strict: bool = False) -> Pool:
+        """Build a pool from an IPAddressPool ``spec`` (MetalLB field names); ``strict`` refuses
+        a CIDR with host bits set instead of reading it as its network."""
         if not isinstance(name, str) or not name:
             raise IpamError("every pool needs a name")
         where = f"pool {name!r}"
@@ -292,9 +312,10 @@ class Pool:
         ranges = []
         for text in addresses:
             try:
-                ranges.append(AddressRange.parse(text))
+                ranges.append(AddressRange.parse(text, strict=strict))
             except IpamError as exc:
                 raise IpamError(f"{where}: {exc}") from None
+        notes = tuple(n for n in (host_bits_note(text) for text in addresses) if n)
         for i, a in enumerate(ranges):
             for b in ranges[i + 1 :]:
                 both = a.overlap(b)
@@ -309,7 +330,7 @@ class Pool:
         raw_alloc = spec.get("serviceAllocation")
         if raw_alloc is not None:
             allocation = _parse_service_allocation(raw_alloc, f"{where}: serviceAllocation")
-        return cls(name, tuple(ranges), bool(auto_assign), bool(avoid_buggy), allocation)
+        return cls(name, tuple(ranges), bool(auto_assign), bool(avoid_buggy), allocation, notes)
 
     def ranges_of(self, version: int) -> List[AddressRange]:
         return [r for r in self.ranges if r.version == version]
@@ -391,15 +412,15 @@ def _parse_service_allocation(raw: object, where: str) -> ServiceAllocation:
     )
 
 
-def pools_from_specs(specs: Iterable[Tuple[str, Mapping[str, object]]]) -> List[Pool]:
-    """Build pools, rejecting duplicate names."""
+def pools_from_specs(specs: Iterable[Tuple[str, Mapping[str, object]]], strict: bool = False) -> List[Pool]:
+    """Build pools, rejecting duplicate names (``strict``: see Pool.from_spec)."""
     pools: List[Pool] = []
     seen: Set[str] = set()
     for name, spec in specs:
         if name in seen:
             raise IpamError(f"pool name {name!r} is used twice; pool names must be unique")
         seen.add(name)
-        pools.append(Pool.from_spec(name, spec))
+        pools.append(Pool.from_spec(name, spec, strict=strict))
     return pools
 
 
@@ -766,6 +787,20 @@ class Allocation:
         return [address_text(v, a) for v, a in self.addresses]
 
 
+# The largest count Kubernetes stores (int64): a /64 holds 2^64 addresses. Every count shown to a
+# user (pool status, its condition, lb_pool_info) goes through count_shown, so they all agree.
+MAX_SHOWN_COUNT = 2**63 - 1
+
+
+def count_shown(count: int) -> int:
+    return min(count, MAX_SHOWN_COUNT)
+
+
+def count_text(count: int) -> str:
+    """A count for a message: exact, or "more than 2^63-1" past what Kubernetes stores."""
+    return str(count) if count <= MAX_SHOWN_COUNT else "more than %d" % MAX_SHOWN_COUNT
+
+
 @dataclass(frozen=True)
 class PoolUsage:
     name: str
@@ -775,6 +810,14 @@ class PoolUsage:
     @property
     def free(self) -> Dict[str, int]:
         return {f: self.size[f] - self.used[f] for f in self.size}
+
+    def shown(self) -> Dict[str, Dict[str, int]]:
+        """size, used and free per family as shown to users (count_shown)."""
+        return {
+            "size": {f: count_shown(n) for f, n in self.size.items()},
+            "used": {f: count_shown(n) for f, n in self.used.items()},
+            "free": {f: count_shown(n) for f, n in self.free.items()},
+        }
 
 
 class _FreeIndex:

@@ -68,6 +68,12 @@ options:
     description: Namespace for the returned C(IPAddressPool) resources.
     type: str
     default: metallb-system
+  strict_cidrs:
+    description:
+      - A CIDR with host bits set (V(192.168.1.5/24)) is read as its network (V(192.168.1.0/24)),
+        as MetalLB reads it, with a warning. V(true) refuses it instead.
+    type: bool
+    default: false
   node_cidrs:
     description:
       - The subnets the nodes sit on (V(192.168.120.0/24)); interface notation
@@ -217,6 +223,7 @@ node_conflicts:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.onprem.ingress.plugins.module_utils.k8s_names import label_problem, subdomain_problem
 from ansible_collections.onprem.ingress.plugins.module_utils.ipam import (
     FAMILY_NAMES,
     HAS_NETADDR,
@@ -250,6 +257,7 @@ def main() -> None:
                 },
             },
             "namespace": {"type": "str", "default": "metallb-system"},
+            "strict_cidrs": {"type": "bool", "default": False},
             "node_cidrs": {"type": "list", "elements": "str", "default": []},
             "node_addresses": {"type": "list", "elements": "str", "default": []},
             "l2_pools": {"type": "list", "elements": "str"},
@@ -261,6 +269,12 @@ def main() -> None:
     if not HAS_NETADDR:
         module.fail_json(msg=missing_required_lib("netaddr"), exception=NETADDR_IMPORT_ERROR)
 
+    for where, problem in [("namespace", label_problem(module.params["namespace"]))] + [
+        ("pools[%d].name" % i, subdomain_problem(entry["name"])) for i, entry in enumerate(module.params["pools"])
+    ]:
+        if problem:
+            module.fail_json(msg="%s: %s; the API server would refuse it" % (where, problem))
+
     specs = []
     for entry in module.params["pools"]:
         spec = {"addresses": entry["addresses"]}
@@ -269,7 +283,7 @@ def main() -> None:
                 spec[api_key] = entry[key]
         specs.append((entry["name"], spec))
     try:
-        pools = pools_from_specs(specs)
+        pools = pools_from_specs(specs, strict=module.params["strict_cidrs"])
         node_subnets = parse_node_subnets(module.params["node_cidrs"])
         node_addresses = parse_node_addresses(module.params["node_addresses"])
         overlaps = find_overlaps(pools)
@@ -279,6 +293,10 @@ def main() -> None:
         node_conflicts = find_node_conflicts(pools, node_subnets, node_addresses)
     except IpamError as exc:
         module.fail_json(msg=str(exc))
+
+    for pool in pools:
+        for note in pool.notes:
+            module.warn("pool %r: %s" % (pool.name, note))
 
     names = [p.name for p in pools]
     l2_names = module.params["l2_pools"]

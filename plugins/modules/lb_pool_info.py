@@ -17,6 +17,8 @@ description:
     Services hold which address.
   - What a Service holds is read from its C(status.loadBalancer.ingress), i.e. what the load
     balancer actually gave it.
+  - Counts are those the pools' C(status) shows, so the two never disagree; past 2^63-1 (an IPv6
+    /64 holds 2^64) they stop at 2^63-1, the largest number Kubernetes stores.
 author:
   - onprem.ingress developers (@onprem)
 extends_documentation_fragment:
@@ -111,7 +113,7 @@ def main() -> None:
             if alloc.pool == name:
                 for version, value in alloc.addresses:
                     holders.setdefault(address_text(version, value), []).append(alloc.service)
-        report.append({"name": name, "size": usage.size, "used": usage.used, "free": usage.free, "holders": holders})
+        report.append(dict(usage.shown(), name=name, holders=holders))
     module.exit_json(changed=False, pools=report, unassigned=warnings)
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
+import math
 import os
+import re
 import signal
 import socket
 import sys
@@ -15,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from onprem_lb import __version__, kube, l2, legacy, metrics, speaker
+from onprem_lb import __version__, k8s_names, kube, l2, legacy, metrics, speaker
 from onprem_lb.controller import COMPONENT, run_controller
 from onprem_lb.leader import LeaderElector
 from onprem_lb.members import Members
@@ -44,15 +47,91 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
+# -- option values: each type says what is wrong with a value (argparse prints "argument
+# --flag: <that>" and exits 2), so no option reaches the daemon unchecked.
+
+HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$"
+)
+
+
+def host_port(text: str) -> tuple[str, int] | None:
+    """HOST:PORT ([V6]:PORT for IPv6), or None for an empty value."""
+    if text == "":
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 192.0.2.11:7946, [2001:db8::11]:7946)")
+    if not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r}: the port must be a number from 1 to 65535")
+    bracketed = host.startswith("[") and host.endswith("]")
+    bare = host[1:-1] if bracketed else host
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        if bracketed or not HOSTNAME.match(bare):
+            raise argparse.ArgumentTypeError(f"{text!r}: {host!r} is not an IP address or host name") from None
+        return bare, int(port)
+    if address.version == 6 and not bracketed:
+        raise argparse.ArgumentTypeError(f"{text!r}: write an IPv6 address in brackets, [{bare}]:{port}")
+    return bare, int(port)
+
+
+def seconds(text: str) -> float:
+    """A duration in seconds: more than 0, at most an hour."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 and at most 3600 seconds")
+    return value
+
+
+def rounds(text: str) -> int:
+    """A small count, 0 to 20."""
+    if not text.strip().isascii() or not text.strip().isdigit() or int(text) > 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to 20")
+    return int(text)
+
+
+def dns_label(text: str) -> str:
+    problem = k8s_names.label_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def dns_subdomain(text: str) -> str:
+    problem = k8s_names.subdomain_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def node_name(text: str) -> str:
+    return text if text == "" else dns_subdomain(text)
+
+
+def printable(text: str) -> str:
+    """Free text without spaces or control characters (an identity, a class name, a context)."""
+    if not text.isprintable() or any(c.isspace() for c in text) or len(text) > 253:
+        raise argparse.ArgumentTypeError(f"{text!r}: use printable characters without spaces (at most 253)")
+    return text
+
+
 def _cluster_args(parser: argparse.ArgumentParser, *, namespace_help: str) -> None:
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
-    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
-    parser.add_argument("--namespace", default="metallb-system", help=namespace_help)
+    parser.add_argument("--context", type=printable, help="kubeconfig context (default: the current one)")
+    parser.add_argument("--namespace", type=dns_label, default="metallb-system", help=namespace_help)
 
 
 def _daemon_args(parser: argparse.ArgumentParser, *, metrics_port: int) -> None:
     parser.add_argument(
-        "--metrics-address", default=f"127.0.0.1:{metrics_port}", help="HOST:PORT for /metrics; empty: off"
+        "--metrics-address",
+        type=host_port,
+        default=f"127.0.0.1:{metrics_port}",
+        help="HOST:PORT for /metrics; empty: off",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -66,36 +145,44 @@ def _parser() -> argparse.ArgumentParser:
     _cluster_args(ctl, namespace_help="namespace of the metallb.io objects and the Lease")
     ctl.add_argument(
         "--lb-class",
+        type=printable,
         default="",
         help="spec.loadBalancerClass to serve (default: Services without a class, like MetalLB)",
     )
-    ctl.add_argument("--identity", default="", help="leader-election identity (default: hostname_pid)")
-    ctl.add_argument("--lease-name", default="onprem-lb-controller")
-    ctl.add_argument("--lease-duration", type=float, default=15.0, help="seconds (default 15)")
-    ctl.add_argument("--renew-deadline", type=float, default=10.0, help="seconds (default 10)")
-    ctl.add_argument("--retry-period", type=float, default=2.0, help="seconds (default 2)")
+    ctl.add_argument("--identity", type=printable, default="", help="leader-election identity (default: hostname_pid)")
+    ctl.add_argument("--lease-name", type=dns_subdomain, default="onprem-lb-controller")
+    ctl.add_argument("--lease-duration", type=seconds, default=15.0, help="seconds (default 15)")
+    ctl.add_argument("--renew-deadline", type=seconds, default=10.0, help="seconds (default 10)")
+    ctl.add_argument("--retry-period", type=seconds, default=2.0, help="seconds (default 2)")
     _daemon_args(ctl, metrics_port=7472)
 
     spk = sub.add_parser("speaker", help="announce this node's addresses (layer 2: ARP and NDP)")
     _cluster_args(spk, namespace_help="namespace of the metallb.io objects and Leases")
-    spk.add_argument("--node-name", default=os.environ.get("NODE_NAME", ""), help="this node (default: $NODE_NAME)")
+    spk.add_argument(
+        "--node-name", type=node_name, default=os.environ.get("NODE_NAME", ""), help="this node (default: $NODE_NAME)"
+    )
     spk.add_argument(
         "--heartbeat-address",
+        type=host_port,
         default=os.environ.get("ONPREM_LB_HEARTBEAT_ADDRESS", ""),
         help="HOST:PORT this speaker receives heartbeats on, reachable from the other nodes (e.g. NODE_IP:7946)",
     )
-    spk.add_argument("--heartbeat-interval", type=float, default=0.2, help="seconds between heartbeats (default 0.2)")
-    spk.add_argument("--dead-after", type=float, default=1.0, help="a silent peer is dead after (default 1.0 s)")
+    spk.add_argument("--heartbeat-interval", type=seconds, default=0.2, help="seconds between heartbeats (default 0.2)")
+    spk.add_argument("--dead-after", type=seconds, default=1.0, help="a silent peer is dead after (default 1.0 s)")
     spk.add_argument("--secret-file", help="file with a shared secret: heartbeats are signed (HMAC-SHA256)")
-    spk.add_argument("--lb-class", default="", help="spec.loadBalancerClass served (default: none, like MetalLB)")
+    spk.add_argument(
+        "--lb-class", type=printable, default="", help="spec.loadBalancerClass served (default: none, like MetalLB)"
+    )
     spk.add_argument("--spread", action="store_true", help="balance addresses evenly across eligible nodes")
     spk.add_argument("--no-probe", action="store_true", help="skip the conflict probe before a first announcement")
-    spk.add_argument("--lease-duration", type=float, default=10.0, help="seconds (default 10)")
-    spk.add_argument("--renew-deadline", type=float, default=6.0, help="go quiet after this long unrenewed (default 6)")
-    spk.add_argument("--renew-period", type=float, default=2.0, help="seconds between renewals (default 2)")
-    spk.add_argument("--handover-timeout", type=float, default=2.0, help="longest planned handover (default 2 s)")
-    spk.add_argument("--garp-count", type=int, default=3, help="gratuitous ARP/NA rounds on takeover (default 3)")
-    spk.add_argument("--garp-interval", type=float, default=0.2, help="seconds between those rounds (default 0.2)")
+    spk.add_argument("--lease-duration", type=seconds, default=10.0, help="seconds (default 10)")
+    spk.add_argument(
+        "--renew-deadline", type=seconds, default=6.0, help="go quiet after this long unrenewed (default 6)"
+    )
+    spk.add_argument("--renew-period", type=seconds, default=2.0, help="seconds between renewals (default 2)")
+    spk.add_argument("--handover-timeout", type=seconds, default=2.0, help="longest planned handover (default 2 s)")
+    spk.add_argument("--garp-count", type=rounds, default=3, help="gratuitous ARP/NA rounds on takeover (default 3)")
+    spk.add_argument("--garp-interval", type=seconds, default=0.2, help="seconds between those rounds (default 0.2)")
     _daemon_args(spk, metrics_port=7473)
 
     conv = sub.add_parser("convert-configmap", help="print metallb.io objects for a legacy MetalLB ConfigMap")
@@ -159,13 +246,6 @@ async def _controller(args: argparse.Namespace) -> int:
     return 0
 
 
-def _host_port(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
-        raise ValueError(f"--heartbeat-address {text!r} is not HOST:PORT (e.g. 192.0.2.11:7946)")
-    return host.strip("[]"), int(port)
-
-
 async def _speaker(args: argparse.Namespace) -> int:
     log = logging.getLogger("onprem_lb")
     try:
@@ -173,7 +253,7 @@ async def _speaker(args: argparse.Namespace) -> int:
             raise ValueError("no node name: pass --node-name or set NODE_NAME (the Node object's name)")
         if not args.heartbeat_address:
             raise ValueError("no heartbeat address: pass --heartbeat-address NODE_IP:7946")
-        heartbeat = _host_port(args.heartbeat_address)
+        heartbeat = args.heartbeat_address
         secret = Path(args.secret_file).read_bytes().strip() if args.secret_file else None
         if args.secret_file and not secret:
             raise ValueError(f"secret file {args.secret_file} is empty")
@@ -228,7 +308,7 @@ async def _speaker(args: argparse.Namespace) -> int:
         "onprem-lb speaker %s starting: node %s, heartbeats on %s, interfaces %s",
         __version__,
         args.node_name,
-        args.heartbeat_address,
+        f"{heartbeat[0]}:{heartbeat[1]}",
         ", ".join(sorted(announcer.links)) or "(none)",
     )
     try:
@@ -242,14 +322,38 @@ async def _speaker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_timings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Options that are each valid but wrong together: one line, as argparse says the others."""
+    pairs = [("renew_deadline", "lease_duration")]
+    pairs += [("retry_period", "renew_deadline")] if args.command == "controller" else []
+    pairs += (
+        [("renew_period", "renew_deadline"), ("heartbeat_interval", "dead_after")] if args.command == "speaker" else []
+    )
+    for short, long in pairs:
+        if getattr(args, short) >= getattr(args, long):
+            first, second = ("--" + name.replace("_", "-") for name in (short, long))
+            parser.error(
+                f"{first} ({getattr(args, short):g} s) must be shorter than {second} ({getattr(args, long):g} s)"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "version":
         print(__version__)
         return 0
     if args.command == "convert-configmap":
         return _convert(args)
+    _check_timings(parser, args)
     _setup_logging(args.log_level)
-    if args.command == "speaker":
-        return asyncio.run(_speaker(args))
-    return asyncio.run(_controller(args))
+    try:
+        if args.command == "speaker":
+            return asyncio.run(_speaker(args))
+        return asyncio.run(_controller(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        logging.getLogger("onprem_lb").debug("unexpected error", exc_info=True)
+        print(f"onprem-lb {args.command}: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1

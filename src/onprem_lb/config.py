@@ -23,6 +23,7 @@ class Condition:
     status: str  # "True" | "False"
     reason: str
     message: str
+    warning: bool = False  # usable, but read other than written: a Warning Event says so
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def _size_text(pool: ipam.Pool) -> str:
     parts = []
     for version in (4, 6):
         if pool.ranges_of(version):
-            parts.append(f"{pool.size(version)} {ipam.FAMILY_NAMES[version]}")
+            parts.append(f"{ipam.count_text(pool.size(version))} {ipam.FAMILY_NAMES[version]}")
     return " and ".join(parts) + " addresses"
 
 
@@ -89,7 +90,12 @@ def build_config(
             )
             continue
         accepted.append(pool)
-        conditions[ref] = Condition("True", "Valid", f"{_size_text(pool)} available for allocation")
+        # the pool's size; what is free now is status.available* (the condition never changes with use)
+        valid = f"a pool of {_size_text(pool)}, in use for allocation"
+        if pool.notes:
+            conditions[ref] = Condition("True", "HostBitsIgnored", "; ".join(pool.notes) + f" ({valid})", warning=True)
+        else:
+            conditions[ref] = Condition("True", "Valid", valid)
     for kind, obj in advertisements:
         meta = _meta(obj)
         ref = ObjectRef(kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))

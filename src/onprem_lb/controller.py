@@ -25,14 +25,21 @@ from lightkube.types import PatchType
 
 from onprem_lb import ipam, metrics
 from onprem_lb.config import READY, Condition, ConfigSnapshot, ObjectRef, build_config
-from onprem_lb.kube import TRANSIENT, BGPAdvertisement, Informer, IPAddressPool, L2Advertisement
+from onprem_lb.kube import (
+    TRANSIENT,
+    BGPAdvertisement,
+    Informer,
+    IPAddressPool,
+    L2Advertisement,
+    RepeatedFailure,
+    explain,
+)
 from onprem_lb.leader import LeaderElector
 
 log = logging.getLogger("onprem_lb.controller")
 
 COMPONENT = "onprem-lb-controller"
 CONFIG_KEY = "\x00config"  # a queue entry that means "rebuild the configuration snapshot"
-MAX_INT64 = 2**63 - 1
 _PREFIXES = ipam.ANNOTATION_PREFIXES
 
 
@@ -118,6 +125,8 @@ class Controller:
         self.config_events: dict[ObjectRef, Condition] = {}
         self.written_status: dict[str, dict[str, Any]] = {}
         self.status_dirty = True
+        self._write_failures = RepeatedFailure(log, "writing a Service")
+        self._status_failures = RepeatedFailure(log, "writing pool and advertisement status")
         self.events: asyncio.Queue[Event] = asyncio.Queue(maxsize=10000)
         self.ready = asyncio.Event()
         self.services: Informer[dict[str, Any]] = Informer(
@@ -329,7 +338,7 @@ class Controller:
                 return
             except (ApiError, *TRANSIENT) as exc:
                 metrics.write_errors.inc()
-                log.warning("writing %s failed (%s); will retry", key, getattr(exc, "status", exc))
+                self._write_failures.failed(f"{key}: {explain(exc, key.split('/')[0])}; will retry")
                 self._retry_later(key)
             finally:
                 metrics.reconcile_seconds.observe(time.perf_counter() - started)
@@ -409,7 +418,9 @@ class Controller:
             except (ApiError, *TRANSIENT) as exc:
                 metrics.write_errors.inc()
                 self.status_dirty = True
-                log.warning("writing pool status failed: %s", getattr(exc, "status", exc))
+                self._status_failures.failed(explain(exc, self.namespace))
+            else:
+                self._status_failures.ok()
 
     def _desired_status(self, ref: ObjectRef) -> dict[str, Any]:
         cond = self.snapshot.conditions.get(ref)
@@ -418,9 +429,10 @@ class Controller:
             usable = ref.name in self.allocator.pools
             if usable:
                 usage = self.allocator.usage(ref.name)
+                shown = usage.shown()
                 for fam in ("IPv4", "IPv6"):
-                    status[f"assigned{fam}"] = usage.used[fam]
-                    status[f"available{fam}"] = min(MAX_INT64, usage.free[fam])
+                    status[f"assigned{fam}"] = shown["used"][fam]
+                    status[f"available{fam}"] = shown["free"][fam]
                     metrics.addresses_total.labels(pool=ref.name, family=fam).set(usage.size[fam])
                     metrics.addresses_in_use.labels(pool=ref.name, family=fam).set(usage.used[fam])
             else:
@@ -462,12 +474,14 @@ class Controller:
             )
             self.written_status[cache_key] = desired
             cond_obj = self.snapshot.conditions.get(ref)
-            if cond_obj is not None and cond_obj.status != "True" and self.config_events.get(ref) != cond_obj:
+            noteworthy = cond_obj is not None and (cond_obj.status != "True" or cond_obj.warning)
+            if cond_obj is not None and noteworthy and self.config_events.get(ref) != cond_obj:
                 self.config_events[ref] = cond_obj
                 api_version = "metallb.io/v1beta1"
                 self._queue_event(kind, api_version, meta, kind="Warning", reason=cond_obj.reason, msg=cond_obj.message)
-                log.warning("%s %s/%s ignored: %s", kind, ref.namespace, ref.name, cond_obj.message)
-            elif cond_obj is not None and cond_obj.status == "True":
+                what = "ignored" if cond_obj.status != "True" else "used"
+                log.warning("%s %s/%s %s: %s", kind, ref.namespace, ref.name, what, cond_obj.message)
+            elif cond_obj is not None and not noteworthy:
                 self.config_events.pop(ref, None)
 
 

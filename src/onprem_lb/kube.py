@@ -12,8 +12,8 @@ import asyncio
 import logging
 import os
 import random
+import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -22,6 +22,8 @@ from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
 from lightkube.core.exceptions import ConfigError
 from lightkube.generic_resource import create_namespaced_resource
+
+from .kubeconfig import kubeconfig_problem
 
 log = logging.getLogger("onprem_lb.kube")
 
@@ -39,13 +41,73 @@ class KubeAccessError(Exception):
     """No usable cluster credentials; the message says where we looked."""
 
 
+def explain(exc: BaseException, namespace: str | None = None) -> str:
+    """An API or transport failure in one line: the real cause and what to change (never a raw
+    ``Status(...)``)."""
+    code: int | None = None
+    message = ""
+    status = getattr(exc, "status", None)
+    if isinstance(exc, ApiError) and status is not None:
+        code, message = status.code, str(status.message or status.reason or "")
+    elif isinstance(exc, httpx.HTTPStatusError):
+        code, message = exc.response.status_code, exc.response.reason_phrase
+    if code == 401:
+        return (
+            "the API server refused our credentials (HTTP 401 Unauthorized): the token or client certificate in"
+            " the kubeconfig is wrong, expired or for another cluster; check --kubeconfig"
+        )
+    if code == 403:
+        return (
+            f"forbidden (HTTP 403): {message}; this identity lacks the RBAC for it (the onprem.ingress.lb_controller"
+            " role grants what the engine needs)"
+        )
+    if code == 404 and namespace and "namespaces" in message:
+        return f"namespace {namespace} does not exist (HTTP 404); create it, or pass --namespace with the right one"
+    if code is not None:
+        return f"HTTP {code}: {message or 'no message'}"
+    text = str(exc) or type(exc).__name__
+    return f"cannot reach the API server ({text}); check the server URL in the kubeconfig and the network"
+
+
+class RepeatedFailure:
+    """Logs a failure that repeats (a retry loop) with growing gaps: the first at once, then at
+    most once per 2 s, 4 s, ... up to 5 minutes, saying how many were not logged; a different
+    message is logged at once. ``ok()`` logs the recovery."""
+
+    def __init__(self, logger: logging.Logger, what: str, ceiling: float = 300.0) -> None:
+        self.logger, self.what, self.ceiling = logger, what, ceiling
+        self.count = 0
+        self.silenced = 0
+        self.last_text = ""
+        self.next_at = 0.0
+        self.gap = 2.0
+
+    def failed(self, text: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self.count += 1
+        if text != self.last_text or now >= self.next_at:
+            more = f" ({self.silenced} more since the last message)" if self.silenced else ""
+            self.logger.warning("%s: %s%s", self.what, text, more)
+            self.gap = 2.0 if text != self.last_text else min(self.ceiling, self.gap * 2)
+            self.last_text, self.next_at, self.silenced = text, now + self.gap, 0
+        else:
+            self.silenced += 1
+
+    def ok(self) -> None:
+        if self.count:
+            self.logger.info("%s: works again after %d failure(s)", self.what, self.count)
+        self.count, self.silenced, self.last_text, self.next_at, self.gap = 0, 0, "", 0.0, 2.0
+
+
 def load_config(kubeconfig: str | None, context: str | None = None) -> SingleConfig:
     """kubeconfig file (flag, then KUBECONFIG), else the in-cluster service account."""
     path = kubeconfig or os.environ.get("KUBECONFIG")
+    source = "--kubeconfig" if kubeconfig else "$KUBECONFIG"
     try:
         if path:
-            if not Path(path).is_file():
-                raise KubeAccessError(f"kubeconfig {path} does not exist; pass --kubeconfig with a readable file")
+            problem = kubeconfig_problem(path, context)
+            if problem:
+                raise KubeAccessError(f"kubeconfig {path} ({source}): {problem}")
             single = KubeConfig.from_file(path).get(context_name=context)
         else:
             single = KubeConfig.from_service_account().get()
@@ -110,6 +172,7 @@ class Informer(Generic[T]):
         self.items: dict[str, T] = {}
         self.synced = asyncio.Event()
         self.relists = 0
+        self._failures = RepeatedFailure(log, f"watch of {self.name}")
 
     async def _relist(self) -> str:
         listing = self.client.list(self.resource, namespace=self.namespace, chunk_size=self.page_size)
@@ -158,6 +221,8 @@ class Informer(Generic[T]):
                     log.debug("listed %s: %d objects at version %s", self.name, len(self.items), version)
                 stream = self.client.watch(self.resource, namespace=self.namespace, resource_version=version)
                 async for kind, obj in stream:
+                    if failures:
+                        self._failures.ok()
                     failures = 0
                     plain = to_plain(obj)
                     version = str((plain.get("metadata") or {}).get("resourceVersion") or version)
@@ -169,7 +234,7 @@ class Informer(Generic[T]):
                     version = None
                     continue
                 failures += 1
-                log.warning("watch of %s failed: %s (%s)", self.name, exc.status.message, exc.status.code)
+                self._failures.failed(explain(exc, self.namespace))
             except httpx.HTTPStatusError as exc:
                 # lightkube raises this (not ApiError) when the watch request itself is refused,
                 # e.g. 429 while a freshly started apiserver's watch cache is still warming up.
@@ -179,9 +244,9 @@ class Informer(Generic[T]):
                     version = None
                     continue
                 failures += 1
-                log.warning("watch of %s refused with HTTP %d; retrying", self.name, code)
+                self._failures.failed(explain(exc, self.namespace) + "; retrying")
             except TRANSIENT as exc:
                 failures += 1
-                log.warning("watch of %s interrupted: %s", self.name, exc or type(exc).__name__)
+                self._failures.failed(explain(exc))
             # Capped exponential backoff with jitter: 0.2 s, 0.4 s, ... up to 5 s.
             await asyncio.sleep(min(5.0, 0.1 * 2**failures) * (0.5 + random.random() / 2))  # noqa: S311

@@ -19,7 +19,7 @@ from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
-from onprem_lb.kube import TRANSIENT
+from onprem_lb.kube import TRANSIENT, RepeatedFailure, explain
 
 log = logging.getLogger("onprem_lb.leader")
 
@@ -48,6 +48,7 @@ class LeaderElector:
         self._valid_until = 0.0
         self._observed: tuple[str | None, str | None] = (None, None)
         self._observed_at = 0.0
+        self._failures = RepeatedFailure(log, f"lease {namespace}/{name}")
 
     def is_leader(self) -> bool:
         return time.monotonic() < self._valid_until
@@ -107,10 +108,12 @@ class LeaderElector:
 
     async def _attempt(self) -> bool:
         try:
-            return await self._try()
+            held = await self._try()
         except (ApiError, *TRANSIENT) as exc:
-            log.warning("lease %s/%s: %s", self.namespace, self.name, getattr(exc, "status", exc))
+            self._failures.failed(explain(exc, self.namespace))
             return False
+        self._failures.ok()
+        return held
 
     async def acquire(self) -> None:
         """Wait until this candidate holds the Lease."""

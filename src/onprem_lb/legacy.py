@@ -2,16 +2,22 @@
 
 Pure: YAML text in, resource dicts out. Unknown keys and values are errors that name the key,
 because a silently dropped setting is a different cluster.
+
+The text is read as MetalLB reads it, into typed fields: every plain scalar stays the text
+written (a community `64500:10` is not the base-60 integer YAML 1.1 makes of it, a key `y` is
+not `true`), and the numeric and true/false fields are converted here, each checked and named.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
-from onprem_lb import ipam
+from onprem_lb import ipam, k8s_names
 
 
 class ConversionError(Exception):
@@ -47,6 +53,85 @@ _BFD_KEYS = {
     "minimum-ttl": "minimumTtl",
 }
 COMMUNITY_OBJECT = "legacy-communities"
+# BFD numbers and their ranges (MetalLB's BFDProfile validation)
+_BFD_RANGES = {
+    "receive-interval": (10, 60000),
+    "transmit-interval": (10, 60000),
+    "detect-multiplier": (2, 255),
+    "echo-interval": (10, 60000),
+    "minimum-ttl": (1, 254),
+}
+
+
+class _TextLoader(yaml.SafeLoader):
+    """YAML without implicit types: plain scalars are strings, only null (`~`, `null`, empty) is
+    None. Quoted and explicitly tagged scalars are read as written."""
+
+
+_TextLoader.yaml_implicit_resolvers = {}
+_TextLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
+_TextLoader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
+
+
+def load_text(text: str) -> Any:
+    """Parse YAML keeping plain scalars as the text written (see the module docstring)."""
+    return yaml.load(text, Loader=_TextLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+# The words Go's YAML library (MetalLB's) reads as booleans.
+_TRUE = {"true", "True", "TRUE", "y", "Y", "yes", "Yes", "YES", "on", "On", "ON"}
+_FALSE = {"false", "False", "FALSE", "n", "N", "no", "No", "NO", "off", "Off", "OFF"}
+_DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
+
+
+def _bool(where: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value in _TRUE | _FALSE:
+        return value in _TRUE
+    raise ConversionError(f"{where}: {value!r} is not true or false")
+
+
+def _int(where: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool):
+        raise ConversionError(f"{where}: {value!r} is not a number")
+    try:
+        number = value if isinstance(value, int) else int(str(value), 0)
+    except ValueError:
+        raise ConversionError(f"{where}: {value!r} is not a whole number") from None
+    if not low <= number <= high:
+        raise ConversionError(f"{where}: {number} is out of range ({low}-{high})")
+    return number
+
+
+def _duration(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not _DURATION.match(value):
+        raise ConversionError(f"{where}: {value!r} is not a duration with a unit, e.g. 90s or 1m30s")
+    return value
+
+
+def _address(where: str, value: Any) -> str:
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise ConversionError(f"{where}: {value!r} is not an IP address") from None
+
+
+def _name(where: str, value: Any) -> str:
+    text = "" if value is None else str(value)
+    if not text:
+        raise ConversionError(f"{where} needs a name")
+    problem = k8s_names.subdomain_problem(text)
+    if problem:
+        raise ConversionError(f"{where}: the name {problem}; rename it")
+    return text
+
+
+def check_namespace(namespace: str) -> str:
+    problem = k8s_names.label_problem(namespace)
+    if problem:
+        raise ConversionError(f"--namespace: {problem}")
+    return namespace
 
 
 def _check_keys(where: str, data: Mapping[str, Any], allowed: set[str] | Mapping[str, str]) -> None:
@@ -83,7 +168,7 @@ def _resource(
 def config_text_from_manifest(text: str) -> str:
     """Accept a whole ConfigMap manifest, or the bare `config` value."""
     try:
-        doc = yaml.safe_load(text)
+        doc = load_text(text)
     except yaml.YAMLError as exc:
         raise ConversionError(f"not valid YAML: {exc}") from None
     if isinstance(doc, Mapping) and doc.get("kind") == "ConfigMap":
@@ -96,8 +181,9 @@ def config_text_from_manifest(text: str) -> str:
 
 def convert(config_text: str, namespace: str = "metallb-system") -> list[dict[str, Any]]:
     """The metallb.io resources equivalent to a legacy `config` document, in apply order."""
+    check_namespace(namespace)
     try:
-        raw = yaml.safe_load(config_text)
+        raw = load_text(config_text)
     except yaml.YAMLError as exc:
         raise ConversionError(f"the config is not valid YAML: {exc}") from None
     conf = _mapping("config", raw if raw is not None else {})
@@ -112,27 +198,30 @@ def convert(config_text: str, namespace: str = "metallb-system") -> list[dict[st
     for i, raw_prof in enumerate(_list("bfd-profiles", conf.get("bfd-profiles"))):
         prof = _mapping(f"bfd-profiles[{i}]", raw_prof)
         _check_keys(f"bfd-profiles[{i}]", prof, _BFD_KEYS)
-        if not prof.get("name"):
-            raise ConversionError(f"bfd-profiles[{i}] needs a name")
-        bfd_spec = {_BFD_KEYS[k]: v for k, v in prof.items() if k != "name"}
-        out.append(_resource("BFDProfile", str(prof["name"]), namespace, bfd_spec))
+        bfd_name = _name(f"bfd-profiles[{i}]", prof.get("name"))
+        bfd_spec: dict[str, Any] = {}
+        for key, value in prof.items():
+            kwhere = f"bfd-profiles[{i}].{key}"
+            if key in ("echo-mode", "passive-mode"):
+                bfd_spec[_BFD_KEYS[key]] = _bool(kwhere, value)
+            elif key in _BFD_RANGES:
+                bfd_spec[_BFD_KEYS[key]] = _int(kwhere, value, *_BFD_RANGES[key])
+        out.append(_resource("BFDProfile", bfd_name, namespace, bfd_spec))
 
     seen: set[str] = set()
     for i, raw_pool in enumerate(_list("address-pools", conf.get("address-pools"))):
         where = f"address-pools[{i}]"
         pool = _mapping(where, raw_pool)
         _check_keys(where, pool, _POOL_KEYS)
-        name = str(pool.get("name") or "")
-        if not name:
-            raise ConversionError(f"{where} needs a name")
+        name = _name(where, pool.get("name"))
         if name in seen:
             raise ConversionError(f"{where}: pool name {name!r} is used twice")
         seen.add(name)
         spec: dict[str, Any] = {"addresses": [str(a) for a in _list(f"{where}.addresses", pool.get("addresses"))]}
         if "auto-assign" in pool:
-            spec["autoAssign"] = bool(pool["auto-assign"])
+            spec["autoAssign"] = _bool(f"{where}.auto-assign", pool["auto-assign"])
         if "avoid-buggy-ips" in pool:
-            spec["avoidBuggyIPs"] = bool(pool["avoid-buggy-ips"])
+            spec["avoidBuggyIPs"] = _bool(f"{where}.avoid-buggy-ips", pool["avoid-buggy-ips"])
         try:
             ipam.Pool.from_spec(name, spec)
         except ipam.IpamError as exc:
@@ -151,11 +240,13 @@ def convert(config_text: str, namespace: str = "metallb-system") -> list[dict[st
                 _check_keys(awhere, adv, _ADV_KEYS)
                 aspec: dict[str, Any] = {"ipAddressPools": [name]}
                 if "aggregation-length" in adv:
-                    aspec["aggregationLength"] = int(adv["aggregation-length"])
+                    aspec["aggregationLength"] = _int(f"{awhere}.aggregation-length", adv["aggregation-length"], 0, 32)
                 if "aggregation-length-v6" in adv:
-                    aspec["aggregationLengthV6"] = int(adv["aggregation-length-v6"])
+                    aspec["aggregationLengthV6"] = _int(
+                        f"{awhere}.aggregation-length-v6", adv["aggregation-length-v6"], 0, 128
+                    )
                 if "localpref" in adv:
-                    aspec["localPref"] = int(adv["localpref"])
+                    aspec["localPref"] = _int(f"{awhere}.localpref", adv["localpref"], 0, 4294967295)
                 if adv.get("communities"):
                     # A name from bgp-communities stays a name: the Community object defines it.
                     aspec["communities"] = [str(c) for c in _list(f"{awhere}.communities", adv["communities"])]
@@ -173,14 +264,23 @@ def convert(config_text: str, namespace: str = "metallb-system") -> list[dict[st
                 raise ConversionError(f"{where} needs {required}")
         peer_spec: dict[str, Any] = {}
         for key, value in peer.items():
+            kwhere = f"{where}.{key}"
             if key == "node-selectors":
                 peer_spec["nodeSelectors"] = [
-                    _node_selector(f"{where}.node-selectors[{k}]", s) for k, s in enumerate(value)
+                    _node_selector(f"{kwhere}[{k}]", s) for k, s in enumerate(_list(kwhere, value))
                 ]
-            elif key in ("peer-asn", "my-asn", "peer-port"):
-                peer_spec[_PEER_KEYS[key]] = int(value)
+            elif key in ("peer-asn", "my-asn"):
+                peer_spec[_PEER_KEYS[key]] = _int(kwhere, value, 1, 4294967295)
+            elif key == "peer-port":
+                peer_spec[_PEER_KEYS[key]] = _int(kwhere, value, 1, 65535)
+            elif key in ("hold-time", "keepalive-time"):
+                peer_spec[_PEER_KEYS[key]] = _duration(kwhere, value)
+            elif key in ("peer-address", "source-address", "router-id"):
+                peer_spec[_PEER_KEYS[key]] = _address(kwhere, value)
+            elif key == "ebgp-multihop":
+                peer_spec[_PEER_KEYS[key]] = _bool(kwhere, value)
             else:
-                peer_spec[_PEER_KEYS[key]] = value
+                peer_spec[_PEER_KEYS[key]] = value if value is None else str(value)
         name = f"peer-{i}-{str(peer['peer-address']).replace(':', '-').replace('.', '-')}"
         out.append(_resource("BGPPeer", name, namespace, peer_spec, version="v1beta2"))
     return out

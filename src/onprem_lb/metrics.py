@@ -44,12 +44,15 @@ config_problems = Gauge(
 )
 
 
-def serve(address: str, registry: CollectorRegistry = REGISTRY) -> None:
-    """Serve /metrics on HOST:PORT (empty: not at all)."""
+def serve(address: tuple[str, int] | None, registry: CollectorRegistry = REGISTRY) -> None:
+    """Serve /metrics on (HOST, PORT) (None: not at all)."""
     if not address:
         return
-    host, _, port = address.rpartition(":")
-    start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
+    host, port = address
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise ValueError(f"--metrics-address {host}:{port}: cannot listen there ({exc.strerror or exc})") from None
 
 
 SPEAKER = CollectorRegistry(auto_describe=True)

@@ -109,6 +109,7 @@ class Speaker:
         self.probe_first = probe
         self.lease_name = f"speaker-{node}"
         self._renewed_until = 0.0  # monotonic deadline from the last successful renewal
+        self._renew_failures = kube.RepeatedFailure(log, f"renewing lease {self.lease_name}")
         self._lease_seen: dict[str, tuple[str, float, float]] = {}  # node -> (renewTime, observed at, duration)
         self.leaving = False
         self.ready = False
@@ -245,8 +246,9 @@ class Speaker:
                     raise
                 await self.client.create(Lease(metadata=meta, spec=dataclasses.replace(spec, acquireTime=now)))
         except (ApiError, *TRANSIENT) as exc:
-            log.warning("renewing lease %s failed: %s", self.lease_name, getattr(exc, "status", exc))
+            self._renew_failures.failed(kube.explain(exc, self.namespace))
             return False
+        self._renew_failures.ok()
         was_ok = self.lease_ok()
         self._renewed_until = started + self.renew_deadline
         if not was_ok:

@@ -71,7 +71,15 @@ def test_lb_pool_normalises_and_builds_resources() -> None:
             {"pools": [{"name": "a", "addresses": ["10.96.0.0/28"]}], "service_cidrs": ["10.96.0.0/12"]},
             "pool 'a' overlaps the service CIDRs at 10.96.0.0/28",
         ),
-        ({"pools": [{"name": "a", "addresses": ["192.0.2.7/24"]}]}, "write 192.0.2.0/24 for the whole network"),
+        (
+            {"pools": [{"name": "a", "addresses": ["192.0.2.7/24"]}], "strict_cidrs": True},
+            "write 192.0.2.0/24 for the whole network",
+        ),
+        ({"pools": [{"name": "My_Pool", "addresses": ["192.0.2.0/28"]}]}, "pools[0].name: 'My_Pool' is not a DNS-1123"),
+        (
+            {"pools": [{"name": "a", "addresses": ["192.0.2.0/28"]}], "namespace": "Bad NS!"},
+            "namespace: 'Bad NS!' is not",
+        ),
         ({"pools": [{"name": "a", "addresses": ["192.0.2.0/24"], "autoassign": True}]}, "autoassign"),
         (
             {
@@ -241,7 +249,7 @@ def test_lb_address_chooses_deterministically_and_reserves_idempotently(pools_in
 def test_lb_address_errors_are_actionable(pools_in_cluster: ControlPlane, tmp_path: Path) -> None:
     kc = str(pools_in_cluster.kubeconfig)
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"kubeconfig": str(tmp_path / "missing"), "service": "apps/x"}, "does not exist; set kubeconfig"),
+        ({"kubeconfig": str(tmp_path / "missing"), "service": "apps/x"}, "(option kubeconfig): no such file"),
         ({"kubeconfig": kc, "service": "no-namespace"}, "service must be namespace/name"),
         ({"kubeconfig": kc, "service": "apps/x", "pool": "ghost"}, "pool 'ghost', which does not exist"),
         ({"kubeconfig": kc, "service": "apps/ghost", "reserve": True}, "create it before reserving"),
@@ -254,4 +262,28 @@ def test_lb_address_errors_are_actionable(pools_in_cluster: ControlPlane, tmp_pa
         result = run_module("lb_address", args)
         assert result.get("failed") is True, args
         assert message in result["msg"], (args, result["msg"])
+        assert "Traceback" not in json.dumps(result)
+
+
+@pytest.mark.parametrize(
+    ("text", "context", "expected"),
+    [
+        ("", None, "it is empty"),
+        ("- a\n", None, "it is a YAML list"),
+        ("kind: Config\nusers: []\n", None, "it has no clusters"),
+        (None, "prod", "it has no context 'prod'"),
+    ],
+)
+def test_the_modules_name_a_bad_kubeconfig(
+    pools_in_cluster: ControlPlane, tmp_path: Path, text: str | None, context: str | None, expected: str
+) -> None:
+    """Class 2 of the bad-input issue, through the modules as Ansible runs them: one line naming
+    the file, the option and the fix, never a traceback (every shape: tests/unit/test_bad_input_access.py)."""
+    path = tmp_path / "kubeconfig"
+    path.write_text(text if text is not None else pools_in_cluster.kubeconfig.read_text())
+    for module, args in (("lb_pool_info", {}), ("lb_address", {"service": "apps/x"})):
+        call = dict(args, kubeconfig=str(path), **({"context": context} if context else {}))
+        result = run_module(module, call)
+        assert result.get("failed") is True, (module, result)
+        assert result["msg"].startswith(f"kubeconfig {path} (option kubeconfig): {expected}"), (module, result["msg"])
         assert "Traceback" not in json.dumps(result)

@@ -71,7 +71,6 @@ def test_range_overlaps() -> None:
         (lambda: ip_ranges.range_expand("2001:db8::/64"), "18446744073709551616 addresses, more than the limit"),
         (lambda: ip_ranges.range_expand("192.0.2.0/24", limit=10), "256 addresses, more than the limit of 10"),
         (lambda: ip_ranges.range_expand("192.0.2.0/24", limit=0), "limit must be an integer"),
-        (lambda: ip_ranges.range_size("192.0.2.1/24"), "has host bits set; write 192.0.2.0/24"),
         (lambda: ip_ranges.range_size("192.0.2.20-192.0.2.10"), "ends before it starts"),
         (lambda: ip_ranges.range_size(42), "expected a CIDR, a first-last range or a list"),
         (lambda: ip_ranges.range_size([None]), "is not a string"),

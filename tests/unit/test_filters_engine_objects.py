@@ -157,7 +157,7 @@ def kind_and_valid_item(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     chosen = draw(st.sets(st.sampled_from(fields_of(kind))))
     values = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5), st.lists(st.text(max_size=5)))
     item: dict[str, Any] = {field: draw(values) for field in chosen}
-    item["name"] = draw(st.text(min_size=1, max_size=20))
+    item["name"] = draw(st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,18}[a-z0-9])?\Z"))  # a valid name: bad ones are refused
     if draw(st.booleans()):
         item["labels"] = draw(st.dictionaries(st.text(min_size=1, max_size=5), st.text(max_size=5), max_size=3))
     return kind, item

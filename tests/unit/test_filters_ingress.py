@@ -216,18 +216,29 @@ BAD_SETTINGS = [
     ("namespace", "Bad NS!"),
     ("namespace", "x" * 64),
     ("class_name", "My_Class"),
-    ("replicas", "2"),
+    ("replicas", "two"),
     ("replicas", True),
     ("replicas", -1),
-    ("http_node_port", "30080"),
+    ("http_node_port", "30080a"),
     ("failure_policy", "fail"),
     ("external_traffic_policy", "local"),
     ("external_ips", ["node1"]),
     ("lb_addresses", ["203.0.113.300"]),
     ("resources", "100m"),
     ("extra_args", "--v=2"),
-    ("class_default", "false"),
+    ("class_default", "maybe"),
 ]
+
+
+def test_typed_settings_read_as_ansible_reads_them() -> None:
+    """Values given with -e arrive as strings: 'false' is false and '2' is 2, as Ansible converts."""
+    objs = build(
+        class_default="false", replicas="3", admission_webhook="no", http_node_port="31080", variant="nodeport"
+    )
+    assert "annotations" not in objs["IngressClass/nginx"]["metadata"]
+    assert objs["Deployment/ingress-nginx-controller"]["spec"]["replicas"] == 3
+    assert not [k for k in objs if "admission" in k]
+    assert objs["Service/ingress-nginx-controller"]["spec"]["ports"][0]["nodePort"] == 31080
 
 
 @pytest.mark.parametrize(("key", "value"), BAD_SETTINGS)

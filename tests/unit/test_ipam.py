@@ -91,8 +91,21 @@ def test_range_parse(text: str, version: int, first: str, last: str, size: int) 
 )
 def test_range_parse_errors_say_what_to_write(text: str, message: str) -> None:
     with pytest.raises(IpamError) as err:
-        AddressRange.parse(text)
+        AddressRange.parse(text, strict=True)
     assert message in str(err.value)
+
+
+def test_host_bits_are_read_as_the_network_as_metallb_does_unless_strict() -> None:
+    assert str(AddressRange.parse("192.0.2.5/24")) == "192.0.2.0/24"
+    assert str(AddressRange.parse("2001:db8::5/64")) == "2001:db8::/64"
+    pool = Pool.from_spec("p", {"addresses": ["192.0.2.5/24", "198.51.100.0/28"]})
+    assert pool.notes == (
+        "192.0.2.5/24 has host bits set and is read as its network 192.0.2.0/24, as MetalLB reads it;"
+        " write 192.0.2.0/24",
+    )
+    assert Pool.from_spec("p", {"addresses": ["192.0.2.0/24"]}).notes == ()
+    with pytest.raises(IpamError, match="has host bits set"):
+        Pool.from_spec("p", {"addresses": ["192.0.2.5/24"]}, strict=True)
 
 
 def test_range_str_prefers_cidr() -> None:

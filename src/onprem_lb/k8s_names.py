@@ -1,0 +1,1 @@
+../../plugins/module_utils/k8s_names.py
