@@ -117,8 +117,33 @@ def metallb_objects(items: Any, kind: str, namespace: str, labels: Any = None) -
         if merged:
             meta["labels"] = merged
         spec = {key: item[key] for key in fields if key in item and item[key] is not None}
+        _check_texts("%s %r" % (kind, name), spec)
         objects.append({"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": spec})
     return objects
+
+
+def _check_texts(where: str, spec: Mapping[str, Any]) -> None:
+    """Values MetalLB reads as text that YAML 1.1 (Ansible's inventory reader) may have turned
+    into something else: communities (`64500:10` becomes the base-60 number 3870010) and label
+    values (`yes` becomes true). The original text is gone by now, so say how to keep it."""
+    found: List[str] = []
+    communities = spec.get("communities")
+    for index, community in enumerate(communities if isinstance(communities, list) else []):
+        value = community.get("value") if isinstance(community, Mapping) else community
+        if not isinstance(value, string_types):
+            found.append("communities[%d] is %r, not text" % (index, value))
+    for key in ("nodeSelectors", "ipAddressPoolSelectors"):
+        selectors = spec.get(key)
+        for index, selector in enumerate(selectors if isinstance(selectors, list) else []):
+            labels = selector.get("matchLabels") if isinstance(selector, Mapping) else None
+            for label, value in (labels or {}).items() if isinstance(labels, Mapping) else ():
+                if not isinstance(value, string_types):
+                    found.append("%s[%d].matchLabels.%s is %r, not text" % (key, index, label, value))
+    if found:
+        raise AnsibleFilterError(
+            "%s: %s. YAML 1.1 reads unquoted 64500:10 as a base-60 number and yes/no/on/off as true/false;"
+            " quote such values in the inventory ('64500:10', 'yes')" % (where, "; ".join(found))
+        )
 
 
 def engine_access_objects(component: str, rbac: Any, namespace: str, labels: Any = None) -> List[Dict[str, Any]]:

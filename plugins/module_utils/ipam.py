@@ -871,6 +871,8 @@ class Allocator:
         self._shared: Dict[Tuple[str, str], Set[Tuple[int, int]]] = {}
         self._index: Dict[str, List[_FreeIndex]] = {}
         self._used_count: Dict[str, Dict[int, int]] = {}
+        # pools that exist but are not used (overlap, bad addresses): name -> why
+        self.ignored: Dict[str, str] = {}
         self.set_pools(pools)
 
     # -- configuration -------------------------------------------------------------------------
@@ -1061,6 +1063,12 @@ class Allocator:
             return self.assign(req, req.requested)
         if req.pool is not None:
             pool = self._pools.get(req.pool)
+            if pool is None and req.pool in self.ignored:
+                raise AllocationError(
+                    f"service {req.key} asks for pool {req.pool!r}, which exists but is ignored: "
+                    f"{self.ignored[req.pool]}",
+                    "PoolIgnored",
+                )
             if pool is None:
                 raise AllocationError(
                     f"service {req.key} asks for pool {req.pool!r}, which does not exist; known pools: "
@@ -1152,27 +1160,33 @@ class Allocator:
             return False
         return all(self._sharing_problem(req, v, a) is None for v, a in current.addresses)
 
-    def assign(self, req: ServiceRequest, addresses: Sequence[Tuple[int, int]]) -> Allocation:
-        """Give req exactly these addresses (a request, or a Service's status after a restart)."""
+    def assign(self, req: ServiceRequest, addresses: Sequence[Tuple[int, int]], held: bool = False) -> Allocation:
+        """Give req exactly these addresses: ones it requests, or (``held``) ones its status says
+        it holds, read back after a restart. The messages say which."""
         current = self._allocs.get(req.key)
         pool = self._pool_for(addresses, prefer=req.pool)
         shown = ", ".join(address_text(v, a) for v, a in addresses)
+        verb = "holds" if held else "requests"
         if pool is None:
+            fix = (
+                "add it to an IPAddressPool, or it is given another address"
+                if held
+                else "add it to an IPAddressPool or request another address"
+            )
             raise AllocationError(
-                f"service {req.key} requests {shown}, which is in no pool (or is a .0/.255 address in an avoidBuggyIPs "
-                "pool); add it to an IPAddressPool or request another address",
+                f"service {req.key} {verb} {shown}, which is in no pool (or is a .0/.255 address in an "
+                f"avoidBuggyIPs pool); {fix}",
                 "NotInAnyPool",
             )
         if req.pool is not None and pool.name != req.pool:
             raise AllocationError(
-                f"service {req.key} requests {shown} from pool {req.pool!r}, "
+                f"service {req.key} {verb} {shown} from pool {req.pool!r}, "
                 f"but that address belongs to pool {pool.name!r}",
                 "InvalidRequest",
             )
         if not pool.admits(req.namespace, req.namespace_labels, req.labels):
             raise AllocationError(
-                f"service {req.key} requests {shown} from pool {pool.name!r}, "
-                "whose serviceAllocation does not admit it",
+                f"service {req.key} {verb} {shown} from pool {pool.name!r}, whose serviceAllocation does not admit it",
                 "PoolNotAllowed",
             )
         for version, value in addresses:
@@ -1233,7 +1247,7 @@ def restore_allocator(
             continue
         try:
             namespace = str(_mapping(svc.get("metadata")).get("namespace") or "default")
-            allocator.assign(request_from_service(svc, ns_labels.get(namespace)), held)
+            allocator.assign(request_from_service(svc, ns_labels.get(namespace)), held, held=True)
         except IpamError as exc:
             warnings.append(str(exc))
     return allocator, warnings

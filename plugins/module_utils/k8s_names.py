@@ -22,7 +22,7 @@ SUBDOMAIN_RULE = "lower case a-z, 0-9, '-' and '.', starting and ending with a l
 def label_problem(value: Any) -> Optional[str]:
     """Why ``value`` is not a DNS-1123 label (namespaces, Service names), or None."""
     text = value if isinstance(value, str) else None
-    if not text or len(text) > 63 or not DNS_LABEL.match(text):
+    if not text or len(text) > 63 or not DNS_LABEL.fullmatch(text):
         return "%r is not a DNS-1123 label (%s)" % (value, LABEL_RULE)
     return None
 
@@ -30,6 +30,6 @@ def label_problem(value: Any) -> Optional[str]:
 def subdomain_problem(value: Any) -> Optional[str]:
     """Why ``value`` is not a DNS-1123 subdomain (most object names), or None."""
     text = value if isinstance(value, str) else None
-    if not text or len(text) > 253 or not all(DNS_SUBDOMAIN_PART.match(part) for part in text.split(".")):
+    if not text or len(text) > 253 or not all(DNS_SUBDOMAIN_PART.fullmatch(part) for part in text.split(".")):
         return "%r is not a DNS-1123 subdomain (%s)" % (value, SUBDOMAIN_RULE)
     return None

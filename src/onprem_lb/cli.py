@@ -69,7 +69,7 @@ def host_port(text: str) -> tuple[str, int] | None:
     try:
         address = ipaddress.ip_address(bare)
     except ValueError:
-        if bracketed or not HOSTNAME.match(bare):
+        if bracketed or not HOSTNAME.fullmatch(bare):
             raise argparse.ArgumentTypeError(f"{text!r}: {host!r} is not an IP address or host name") from None
         return bare, int(port)
     if address.version == 6 and not bracketed:

@@ -249,6 +249,11 @@ class Controller:
         adverts += [("BGPAdvertisement", o) for o in self.bgpads.items.values()]
         self.snapshot = build_config(list(self.pools.items.values()), adverts)
         displaced = self.allocator.set_pools(self.snapshot.pools)
+        self.allocator.ignored = {
+            ref.name: cond.message
+            for ref, cond in self.snapshot.conditions.items()
+            if ref.kind == "IPAddressPool" and cond.status != "True"
+        }
         metrics.config_problems.set(len(self.snapshot.problems()))
         for alloc in displaced:
             log.info("pool change takes %s from %s; allocating again", ", ".join(alloc.ips), alloc.service)
@@ -266,7 +271,7 @@ class Controller:
             ns = svc["metadata"]["namespace"]
             try:
                 req = ipam.request_from_service(svc, self.namespaces.items.get(ns))
-                self.allocator.assign(req, ipam.held_addresses(svc))
+                self.allocator.assign(req, ipam.held_addresses(svc), held=True)
                 restored += 1
             except ipam.IpamError as exc:
                 log.warning("cannot keep %s: %s", ", ".join(_ips(svc)), exc)

@@ -85,10 +85,11 @@ class RepeatedFailure:
     def failed(self, text: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         self.count += 1
-        if text != self.last_text or now >= self.next_at:
-            more = f" ({self.silenced} more since the last message)" if self.silenced else ""
+        changed = text != self.last_text
+        if changed or now >= self.next_at:
+            more = f" ({self.silenced} more since the last message)" if self.silenced and not changed else ""
             self.logger.warning("%s: %s%s", self.what, text, more)
-            self.gap = 2.0 if text != self.last_text else min(self.ceiling, self.gap * 2)
+            self.gap = 2.0 if changed else min(self.ceiling, self.gap * 2)
             self.last_text, self.next_at, self.silenced = text, now + self.gap, 0
         else:
             self.silenced += 1

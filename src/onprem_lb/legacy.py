@@ -105,7 +105,7 @@ def _int(where: str, value: Any, low: int, high: int) -> int:
 
 
 def _duration(where: str, value: Any) -> str:
-    if not isinstance(value, str) or not _DURATION.match(value):
+    if not isinstance(value, str) or not _DURATION.fullmatch(value):
         raise ConversionError(f"{where}: {value!r} is not a duration with a unit, e.g. 90s or 1m30s")
     return value
 

@@ -108,7 +108,19 @@ def test_typed_fields_name_the_key(fragment: str, message: str) -> None:
 
 # -- class 6: names the API server would refuse ----------------------------------------------------
 
-BAD_NAMES = ["My_Pool", "pool!", "-pool", "pool-", "Pool", "a" * 254, "", "ns with space", "pool..a", "ünïcode"]
+BAD_NAMES = [
+    "My_Pool",
+    "pool\n",
+    "pool!",
+    "-pool",
+    "pool-",
+    "Pool",
+    "a" * 254,
+    "",
+    "ns with space",
+    "pool..a",
+    "ünïcode",
+]
 bad_names = st.one_of(
     st.sampled_from(BAD_NAMES), st.text(min_size=1, max_size=30).filter(lambda t: subdomain_problem(t) is not None)
 )
@@ -201,3 +213,28 @@ def test_status_condition_and_lb_pool_info_counts_agree(
     message = next(iter(snap.conditions.values())).message
     assert message.startswith(f"a pool of {ipam.count_text(size)} {family} addresses")
     assert "available" not in message  # what is free now is status.available*, never the condition
+
+
+@pytest.mark.parametrize(
+    ("kind", "item", "named"),
+    [
+        ("Community", {"name": "c", "communities": [{"name": "a", "value": 3870010}]}, "communities[0] is 3870010"),
+        ("BGPAdvertisement", {"name": "b", "communities": [3870010]}, "communities[0] is 3870010"),
+        (
+            "L2Advertisement",
+            {"name": "l", "nodeSelectors": [{"matchLabels": {"edge": True}}]},
+            "matchLabels.edge is True",
+        ),
+        ("BGPPeer", {"name": "p", "nodeSelectors": [{"matchLabels": {"rack": 1}}]}, "matchLabels.rack is 1"),
+    ],
+)
+def test_inventory_values_yaml_retyped_are_named_with_the_quote_to_add(
+    kind: str, item: dict[str, Any], named: str
+) -> None:
+    """The inventory is read by Ansible's YAML 1.1 loader: what it retyped is caught, never sent."""
+    with pytest.raises(AnsibleFilterError) as err:
+        metallb_objects([item], kind, "metallb-system")
+    assert named in str(err.value) and "quote such values" in str(err.value)
+    quoted = yaml.safe_load(yaml.safe_dump(item).replace("3870010", "'64500:10'").replace(": true", ": 'true'"))
+    quoted = yaml.safe_load(yaml.safe_dump(quoted).replace("rack: 1", "rack: '1'"))
+    assert metallb_objects([quoted], kind, "metallb-system")
