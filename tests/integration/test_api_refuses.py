@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from onprem_lb.config import build_config
+
 V4 = st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n)))
 V6 = st.one_of(
     st.integers(0, 2**128 - 1),
@@ -60,21 +62,27 @@ def dry_ns(api: client.ApiClient, metallb_crds: None) -> str:
 def test_a_range_is_refused_exactly_when_it_ends_before_it_starts(
     api: client.ApiClient, dry_ns: str, data: st.DataObject
 ) -> None:
-    family = data.draw(st.sampled_from([V4, V6]))
-    first, last = data.draw(family), data.draw(family)
+    """IPv4 at `kubectl apply` time. IPv6: CEL has no order on addresses and a bit-by-bit test
+    exceeds the CRD cost budget, so the API accepts it and the controller refuses the pool."""
+    v6 = data.draw(st.booleans())
+    first, last = data.draw(V6 if v6 else V4), data.draw(V6 if v6 else V4)
     text = f"{first}-{last}"
+    reversed_range = int(ipaddress.ip_address(first)) > int(ipaddress.ip_address(last))
     message = refusal(api, dry_ns, [text])
-    if int(ipaddress.ip_address(first)) > int(ipaddress.ip_address(last)):
+    if reversed_range and not v6:
         assert message is not None and "ends before it starts" in message, text
     else:
         assert message is None, (text, message)
+    snap = build_config([dict(pool([text]), metadata={"name": "dry", "namespace": dry_ns})])
+    [condition] = snap.conditions.values()
+    assert (condition.status == "False" and "ends before it starts" in condition.message) == reversed_range
 
 
 @pytest.mark.parametrize(
     ("addresses", "refused"),
     [
         (["192.0.2.20-192.0.2.10"], "ends before it starts; write it as 192.0.2.10-192.0.2.20"),
-        (["2001:db8::10-2001:db8::f"], "ends before it starts"),
+        (["2001:db8::10-2001:db8::f"], None),  # the controller refuses it (see above)
         (["192.0.2.10-192.0.2.10", "2001:db8::1-2001:db8::1"], None),
         (["192.168.1.5/24"], None),  # MetalLB reads it as 192.168.1.0/24; the controller warns
         (["2001:db8::5/64"], None),

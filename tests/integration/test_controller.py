@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes import config as kconfig
 from kubernetes.client.rest import ApiException
@@ -264,6 +265,14 @@ def test_allocation_rules_through_services(
         cond = wait_for("l2 condition", lambda: ready("l2advertisements", "l2"))
         assert cond["reason"] == "UnknownPool" and "'nope'" in cond["message"]
         assert "older pool 'main'" in wait_event(core, pool_ns, "overlap", "Overlap")
+        # A Service asking for the ignored pool is told why it is ignored, not that it is missing.
+        svc("h", annotations={"metallb.io/address-pool": "overlap"})
+        assert "exists but is ignored: addresses 192.0.2.20/31" in wait_event(core, namespace, "h", "AllocationFailed")
+        # A CIDR with host bits set is used as its network (as MetalLB does), with a Warning.
+        pool("host-bits", {"addresses": ["198.18.0.9/30"]})
+        cond = wait_for("host-bits condition", lambda: ready("ipaddresspools", "host-bits"))
+        assert cond["status"] == "True" and cond["reason"] == "HostBitsIgnored", cond
+        assert "read as its network 198.18.0.8/30" in wait_event(core, pool_ns, "host-bits", "HostBitsIgnored")
         assert ctl.proc.poll() is None
         assert "Traceback" not in ctl.log()
     finally:
@@ -404,3 +413,23 @@ def test_api_server_restart_mid_run_loses_and_duplicates_nothing(lb_controller: 
         assert ctl.proc.poll() is None, ctl.log()
     finally:
         run_controlplane("down", "--dir", str(directory))
+
+
+def test_refused_credentials_and_a_missing_namespace_are_explained_with_backoff(
+    controlplane: ControlPlane, lb_controller: Callable[..., LbController], tmp_path: Path
+) -> None:
+    """Bad input, class 4: a 401 or a missing namespace is one line naming the cause and the fix,
+    logged with growing gaps (the retry runs every 0.5 s here), never a raw Status(...)."""
+    admin = yaml.safe_load(controlplane.kubeconfig.read_text())
+    admin["users"] = [{"name": u["name"], "user": {"token": "not-a-valid-token"}} for u in admin["users"]]
+    bad = tmp_path / "bad-token.kubeconfig"
+    bad.write_text(yaml.safe_dump(admin))
+    refused = lb_controller("--namespace", "metallb-system", kubeconfig=bad)
+    missing = lb_controller("--namespace", "no-such-namespace", "--lease-name", "missing-ns")
+    refused.wait_log("refused our credentials (HTTP 401 Unauthorized)")
+    missing.wait_log("namespace no-such-namespace does not exist (HTTP 404); create it, or pass --namespace")
+    time.sleep(6)  # 12 retries at 0.5 s: logged at 0, 2 and 6 s at most
+    for ctl, text in ((refused, "HTTP 401"), (missing, "no-such-namespace does not exist")):
+        log = ctl.log()
+        assert "Status(" not in log and "Traceback" not in log
+        assert 1 <= sum(text in line for line in log.splitlines()) <= 4, log

@@ -7,17 +7,17 @@ import logging
 
 import httpx
 import pytest
-from ansible_collections.onprem.ingress.plugins.module_utils.ipam import (
-    AllocationError,
-    Allocator,
-    Pool,
-    parse_address,
-)
 from lightkube import ApiError
 
 from onprem_lb.config import build_config
+from onprem_lb.ipam import AllocationError, Allocator, Pool, ServiceRequest, parse_address, request_from_service
 from onprem_lb.kube import RepeatedFailure, explain
-from tests.unit.test_ipam import req
+from tests.unit.test_ipam import service
+
+
+def req(name: str, **kw: object) -> ServiceRequest:
+    """The engine's own request type (the controller's side of the shared IPAM)."""
+    return request_from_service(service(name, **kw))  # type: ignore[arg-type]
 
 
 def api_error(code: int, message: str) -> ApiError:
