@@ -674,12 +674,17 @@ class ServiceRequest:
         return len(self.families) == 2
 
 
-def _annotation(annotations: Mapping[str, str], name: str) -> Optional[str]:
+def _annotation_key(annotations: Mapping[str, str], name: str) -> Optional[str]:
+    """The key a Service carries for annotation ``name``: MetalLB's, else the legacy one."""
     for prefix in ANNOTATION_PREFIXES:
-        value = annotations.get(prefix + name)
-        if value is not None:
-            return value
+        if prefix + name in annotations:
+            return prefix + name
     return None
+
+
+def _annotation(annotations: Mapping[str, str], name: str) -> Optional[str]:
+    key = _annotation_key(annotations, name)
+    return None if key is None else annotations[key]
 
 
 def request_from_service(
@@ -710,24 +715,26 @@ def request_from_service(
         )
 
     requested: List[Tuple[int, int]] = []
+    # messages name the key the Service carries (metallb.io/ or the legacy metallb.universe.tf/)
+    ips_key = _annotation_key(annotations, IPS_ANNOTATION)
     ips_text = _annotation(annotations, IPS_ANNOTATION)
     lb_ip = spec.get("loadBalancerIP") or ""
     if ips_text and lb_ip:
         raise IpamError(
-            f"service {key}: both spec.loadBalancerIP and the metallb.io/loadBalancerIPs annotation are set; "
-            "keep only the annotation",
+            f"service {key}: both spec.loadBalancerIP and the {ips_key} annotation are set; keep only the annotation",
             "InvalidRequest",
         )
+    source = ips_key if ips_text else "spec.loadBalancerIP"
     for text in [t.strip() for t in (ips_text or str(lb_ip)).split(",") if t.strip()]:
         try:
             requested.append(parse_address(text))
         except IpamError:
             raise IpamError(
-                f"service {key}: requested address {text!r} is not an IP address", "InvalidRequest"
+                f"service {key}: {source} holds {text!r}, which is not an IP address", "InvalidRequest"
             ) from None
     if len(requested) > 2 or (len(requested) == 2 and requested[0][0] == requested[1][0]):
         raise IpamError(
-            f"service {key}: request at most one IPv4 and one IPv6 address, got "
+            f"service {key}: {source} holds at most one IPv4 and one IPv6 address, got "
             + ", ".join(address_text(*a) for a in requested),
             "InvalidRequest",
         )
@@ -740,7 +747,7 @@ def request_from_service(
             )
     if requested and policy == "RequireDualStack" and len(requested) != 2:
         raise IpamError(
-            f"service {key}: RequireDualStack needs one IPv4 and one IPv6 address in metallb.io/loadBalancerIPs",
+            f"service {key}: RequireDualStack needs one IPv4 and one IPv6 address in {source}",
             "InvalidRequest",
         )
 

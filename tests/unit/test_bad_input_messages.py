@@ -10,7 +10,15 @@ import pytest
 from lightkube import ApiError
 
 from onprem_lb.config import build_config
-from onprem_lb.ipam import AllocationError, Allocator, Pool, ServiceRequest, parse_address, request_from_service
+from onprem_lb.ipam import (
+    AllocationError,
+    Allocator,
+    IpamError,
+    Pool,
+    ServiceRequest,
+    parse_address,
+    request_from_service,
+)
 from onprem_lb.kube import RepeatedFailure, explain
 from tests.unit.test_ipam import service
 
@@ -92,3 +100,17 @@ def test_held_and_requested_addresses_are_told_apart() -> None:
         allocator.assign(req("web"), outside, held=True)
     with pytest.raises(AllocationError, match=r"web requests 198\.51\.100\.7, which is in no pool"):
         allocator.assign(req("web"), outside)
+
+
+@pytest.mark.parametrize("prefix", ["metallb.io/", "metallb.universe.tf/"])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("192.0.2.300", "loadBalancerIPs holds '192.0.2.300', which is not an IP address"),
+        ("192.0.2.5,192.0.2.6", "loadBalancerIPs holds at most one IPv4 and one IPv6 address"),
+    ],
+)
+def test_annotation_errors_name_the_key_the_service_carries(prefix: str, value: str, expected: str) -> None:
+    with pytest.raises(IpamError) as err:
+        req("web", annotations={prefix + "loadBalancerIPs": value})
+    assert f"{prefix}{expected}" in str(err.value)

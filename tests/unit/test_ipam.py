@@ -423,7 +423,7 @@ def test_request_reads_both_annotation_spellings() -> None:
             {"annotations": {"metallb.io/loadBalancerIPs": "192.0.2.5"}, "loadBalancerIP": "192.0.2.6"},
             "keep only the annotation",
         ),
-        ({"annotations": {"metallb.io/loadBalancerIPs": "192.0.2.300"}}, "'192.0.2.300' is not an IP address"),
+        ({"annotations": {"metallb.io/loadBalancerIPs": "192.0.2.300"}}, "'192.0.2.300', which is not an IP address"),
         ({"annotations": {"metallb.io/loadBalancerIPs": "192.0.2.5,192.0.2.6"}}, "at most one IPv4 and one IPv6"),
         (
             {"annotations": {"metallb.io/loadBalancerIPs": "2001:db8::5"}},
