@@ -25,6 +25,13 @@ options:
       - Namespace holding the IPAddressPool objects.
     type: str
     default: metallb-system
+  lb_class:
+    description:
+      - The C(spec.loadBalancerClass) of the onprem-lb controller whose view to take (its
+        C(lb_controller_lb_class)); unset for the default load balancer, which serves the
+        Services that set no class.
+      - Only Services of this class count as holding addresses, as for that controller.
+    type: str
 requirements:
   - kubernetes >= 30.0.0 (Python library)
   - netaddr (Python library)

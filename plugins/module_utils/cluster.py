@@ -9,7 +9,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import os
 import traceback
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional
 
 try:
     from kubernetes import client as k8s_client
@@ -23,7 +23,7 @@ else:
     HAS_KUBERNETES = True
     KUBERNETES_IMPORT_ERROR = None
 
-from ansible_collections.onprem.ingress.plugins.module_utils.ipam import IpamError, Pool, pools_from_specs
+from ansible_collections.onprem.ingress.plugins.module_utils.config_model import ConfigSnapshot, build_config
 from ansible_collections.onprem.ingress.plugins.module_utils.kubeconfig import kubeconfig_problem
 
 POOL_GROUP, POOL_VERSION, POOL_PLURAL = "metallb.io", "v1beta1", "ipaddresspools"
@@ -32,6 +32,7 @@ CLUSTER_ARGSPEC: Dict[str, Dict[str, Any]] = {
     "kubeconfig": {"type": "path"},
     "context": {"type": "str"},
     "pool_namespace": {"type": "str", "default": "metallb-system"},
+    "lb_class": {"type": "str"},
 }
 
 
@@ -74,7 +75,9 @@ def _call(what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
         raise ClusterError(f"{what} failed: {exc}") from None
 
 
-def read_pools(api: Any, namespace: str) -> List[Pool]:
+def read_config(api: Any, namespace: str) -> ConfigSnapshot:
+    """The IPAddressPools of ``namespace`` read as the controller reads them (config_model):
+    oldest first, an overlapping or invalid pool ignored and said why, never a failure."""
     custom = k8s_client.CustomObjectsApi(api)
     try:
         listing = custom.list_namespaced_custom_object(POOL_GROUP, POOL_VERSION, namespace, POOL_PLURAL)
@@ -87,13 +90,8 @@ def read_pools(api: Any, namespace: str) -> List[Pool]:
         raise ClusterError(f"listing IPAddressPools in {namespace} failed: HTTP {exc.status} {exc.reason}") from None
     except Exception as exc:
         raise ClusterError(f"listing IPAddressPools in {namespace} failed: {exc}") from None
-    specs: List[Tuple[str, Mapping[str, object]]] = [
-        (item["metadata"]["name"], item.get("spec") or {}) for item in listing.get("items", [])
-    ]
-    try:
-        return pools_from_specs(sorted(specs, key=lambda s: s[0]))
-    except IpamError as exc:
-        raise ClusterError(f"an IPAddressPool in {namespace} is invalid: {exc}") from None
+    items = listing.get("items") if isinstance(listing, Mapping) else None
+    return build_config(pools=[item for item in items or [] if isinstance(item, Mapping)])
 
 
 def read_services(api: Any) -> List[Dict[str, Any]]:

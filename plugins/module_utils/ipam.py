@@ -1231,23 +1231,27 @@ def held_addresses(service: Mapping[str, object]) -> List[Tuple[int, int]]:
     return held
 
 
-def restore_allocator(
-    pools: Iterable[Pool],
+def handles(service: Mapping[str, object], lb_class: Optional[str] = None) -> bool:
+    """Whether the load balancer of class ``lb_class`` (None: the default one) serves ``service``:
+    a LoadBalancer Service whose spec.loadBalancerClass is that class (unset for the default)."""
+    spec = _mapping(service.get("spec"))
+    return spec.get("type") == "LoadBalancer" and (spec.get("loadBalancerClass") or None) == (lb_class or None)
+
+
+def restore_held(
+    allocator: Allocator,
     services: Iterable[Mapping[str, object]],
     namespace_labels: Optional[Mapping[str, Mapping[str, str]]] = None,
-) -> Tuple[Allocator, List[str]]:
-    """An Allocator holding what LoadBalancer Services already have, before anything new is chosen.
-
-    Returns the allocator and one warning per Service whose held address could not be
-    restored (outside every pool, or clashing with another Service).
-    """
-    allocator = Allocator(pools)
-    warnings = []
+    lb_class: Optional[str] = None,
+) -> Tuple[int, List[str]]:
+    """Take into ``allocator`` what the Services of ``lb_class`` already hold, oldest first (when
+    two claim one address, the one that had it first keeps it). Returns how many were kept and
+    one warning per Service whose address could not be (outside every pool, or clashing)."""
     ns_labels = namespace_labels or {}
-    # Oldest first: when two Services claim one address, the one that had it first keeps it.
+    kept, warnings = 0, []
     ordered = sorted(services, key=lambda s: str(_mapping(s.get("metadata")).get("creationTimestamp") or ""))
     for svc in ordered:
-        if _mapping(svc.get("spec")).get("type") != "LoadBalancer":
+        if not handles(svc, lb_class):
             continue
         held = held_addresses(svc)
         if not held:
@@ -1255,6 +1259,23 @@ def restore_allocator(
         try:
             namespace = str(_mapping(svc.get("metadata")).get("namespace") or "default")
             allocator.assign(request_from_service(svc, ns_labels.get(namespace)), held, held=True)
+            kept += 1
         except IpamError as exc:
             warnings.append(str(exc))
+    return kept, warnings
+
+
+def restore_allocator(
+    pools: Iterable[Pool],
+    services: Iterable[Mapping[str, object]],
+    namespace_labels: Optional[Mapping[str, Mapping[str, str]]] = None,
+    lb_class: Optional[str] = None,
+    ignored: Optional[Mapping[str, str]] = None,
+) -> Tuple[Allocator, List[str]]:
+    """An Allocator holding what the LoadBalancer Services of ``lb_class`` already have, before
+    anything new is chosen, and the warnings of :func:`restore_held`. ``ignored`` names pools
+    that exist but are not usable (pool name -> why), so a Service asking for one is told why."""
+    allocator = Allocator(pools)
+    allocator.ignored = dict(ignored or {})
+    _kept, warnings = restore_held(allocator, services, namespace_labels, lb_class)
     return allocator, warnings

@@ -91,8 +91,8 @@ from ansible_collections.onprem.ingress.plugins.module_utils.cluster import (
     ClusterError,
     annotate_service,
     connect,
+    read_config,
     read_namespace_labels,
-    read_pools,
     read_service,
     read_services,
 )
@@ -100,6 +100,7 @@ from ansible_collections.onprem.ingress.plugins.module_utils.ipam import (
     HAS_NETADDR,
     NETADDR_IMPORT_ERROR,
     IpamError,
+    handles,
     held_addresses,
     request_from_service,
     restore_allocator,
@@ -133,13 +134,26 @@ def main() -> None:
 
     try:
         api = connect(module.params["kubeconfig"], module.params["context"])
-        pools = read_pools(api, module.params["pool_namespace"])
+        config = read_config(api, module.params["pool_namespace"])
         services = read_services(api)
         ns_labels = read_namespace_labels(api)
         existing = read_service(api, namespace, name)
     except ClusterError as exc:
         module.fail_json(msg=str(exc))
 
+    lb_class = module.params["lb_class"]
+    if existing is not None and not handles(existing, lb_class):
+        spec = existing.get("spec") or {}
+        why = (
+            f"is of type {spec.get('type')}, not LoadBalancer"
+            if spec.get("type") != "LoadBalancer"
+            else f"has loadBalancerClass {spec.get('loadBalancerClass')!r}"
+        )
+        serves = f"class {lb_class!r}" if lb_class else "no loadBalancerClass (the default load balancer)"
+        module.fail_json(
+            msg=f"Service {namespace}/{name} {why}; the controller asked about serves Services of {serves}. "
+            "Set lb_class to the Service's class, or change the Service"
+        )
     if module.params["reserve"] and existing is None:
         module.fail_json(msg=f"Service {namespace}/{name} does not exist; create it before reserving an address for it")
     manifest = existing or {
@@ -148,6 +162,7 @@ def main() -> None:
             "type": "LoadBalancer",
             "ipFamilies": families,
             "ipFamilyPolicy": "RequireDualStack" if len(families) == 2 else "SingleStack",
+            "loadBalancerClass": lb_class,
         },
     }
     annotations = dict(manifest["metadata"].get("annotations") or {})
@@ -157,7 +172,13 @@ def main() -> None:
         annotations["metallb.io/allow-shared-ip"] = module.params["sharing_key"]
     manifest = dict(manifest, metadata=dict(manifest["metadata"], annotations=annotations))
     try:
-        allocator, _warnings = restore_allocator(pools, [s for s in services if s is not existing], ns_labels)
+        allocator, _warnings = restore_allocator(
+            config.pools,
+            [s for s in services if s is not existing],
+            ns_labels,
+            lb_class=lb_class,
+            ignored=config.ignored_pools(),
+        )
         held = held_addresses(existing) if existing else []
         request = request_from_service(manifest, ns_labels.get(namespace))
         if held:

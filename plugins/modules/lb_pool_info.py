@@ -19,6 +19,9 @@ description:
     balancer actually gave it.
   - Counts are those the pools' C(status) shows, so the two never disagree; past 2^63-1 (an IPv6
     /64 holds 2^64) they stop at 2^63-1, the largest number Kubernetes stores.
+  - Pools are read as the onprem-lb controller reads them (the same code): on overlap the older
+    pool keeps its addresses and the newer one is reported as ignored, with the reason; an
+    invalid pool is reported, not a failure. Only Services of O(lb_class) hold addresses.
 author:
   - onprem.ingress developers (@onprem)
 extends_documentation_fragment:
@@ -49,12 +52,19 @@ EXAMPLES = r"""
 
 RETURN = r"""
 pools:
-  description: One entry per pool, in name order.
+  description:
+    - One entry per pool, in name order.
+    - C(ready) is false for a pool the controller ignores (overlap with an older pool, invalid
+      addresses); C(reason) and C(message) say why, as the pool's Ready condition does, and its
+      counts are zero.
   returned: success
   type: list
   elements: dict
   sample:
     - name: default
+      ready: true
+      reason: Valid
+      message: a pool of 16 IPv4 addresses, in use for allocation
       size: {IPv4: 16, IPv6: 0}
       used: {IPv4: 2, IPv6: 0}
       free: {IPv4: 14, IPv6: 0}
@@ -74,8 +84,8 @@ from ansible_collections.onprem.ingress.plugins.module_utils.cluster import (
     KUBERNETES_IMPORT_ERROR,
     ClusterError,
     connect,
+    read_config,
     read_namespace_labels,
-    read_pools,
     read_services,
 )
 from ansible_collections.onprem.ingress.plugins.module_utils.ipam import (
@@ -92,28 +102,42 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("netaddr"), exception=NETADDR_IMPORT_ERROR)
     if not HAS_KUBERNETES:
         module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
+    namespace = module.params["pool_namespace"]
     try:
         api = connect(module.params["kubeconfig"], module.params["context"])
-        pools = read_pools(api, module.params["pool_namespace"])
-        allocator, warnings = restore_allocator(pools, read_services(api), read_namespace_labels(api))
+        config = read_config(api, namespace)
+        allocator, warnings = restore_allocator(
+            config.pools,
+            read_services(api),
+            read_namespace_labels(api),
+            lb_class=module.params["lb_class"],
+            ignored=config.ignored_pools(),
+        )
     except ClusterError as exc:
         module.fail_json(msg=str(exc))
 
     wanted = module.params["name"]
-    if wanted is not None and wanted not in allocator.pools:
-        known = ", ".join(sorted(allocator.pools)) or "none"
-        module.fail_json(msg=f"pool {wanted!r} not found in {module.params['pool_namespace']}; pools: {known}")
+    if wanted is not None and wanted not in config.pool_labels:
+        known = ", ".join(sorted(config.pool_labels)) or "none"
+        module.fail_json(msg=f"pool {wanted!r} not found in {namespace}; pools: {known}")
+    holders: dict[str, dict[str, list[str]]] = {}
+    for alloc in allocator.allocations():
+        for version, value in alloc.addresses:
+            holders.setdefault(alloc.pool, {}).setdefault(address_text(version, value), []).append(alloc.service)
+    conditions = {ref.name: c for ref, c in config.conditions.items() if ref.kind == "IPAddressPool"}
     report = []
-    for name in sorted(allocator.pools):
+    for name in sorted(config.pool_labels):
         if wanted is not None and name != wanted:
             continue
-        usage = allocator.usage(name)
-        holders: dict[str, list[str]] = {}
-        for alloc in allocator.allocations():
-            if alloc.pool == name:
-                for version, value in alloc.addresses:
-                    holders.setdefault(address_text(version, value), []).append(alloc.service)
-        report.append(dict(usage.shown(), name=name, holders=holders))
+        cond = conditions[name]
+        if name in allocator.pools:
+            counts = allocator.usage(name).shown()
+        else:
+            zero = {"IPv4": 0, "IPv6": 0}
+            counts = {"size": dict(zero), "used": dict(zero), "free": dict(zero)}
+        entry = dict(counts, name=name, ready=cond.status == "True", reason=cond.reason, message=cond.message)
+        entry["holders"] = holders.get(name, {})
+        report.append(entry)
     module.exit_json(changed=False, pools=report, unassigned=warnings)
 
 

@@ -27,7 +27,10 @@ from onprem_lb import ipam, metrics
 from onprem_lb.config import READY, Condition, ConfigSnapshot, ObjectRef, build_config
 from onprem_lb.kube import (
     TRANSIENT,
+    BFDProfile,
     BGPAdvertisement,
+    BGPPeer,
+    Community,
     Informer,
     IPAddressPool,
     L2Advertisement,
@@ -144,6 +147,16 @@ class Controller:
         self.bgpads: Informer[dict[str, Any]] = Informer(
             client, BGPAdvertisement, slim_config_object, self._config_changed, namespace=namespace, name="bgpads"
         )
+        # read for the advertisements' references (peers, community aliases) and the peers' BFD profiles
+        self.peers: Informer[dict[str, Any]] = Informer(
+            client, BGPPeer, slim_config_object, self._config_changed, namespace=namespace, name="bgppeers"
+        )
+        self.communities: Informer[dict[str, Any]] = Informer(
+            client, Community, slim_config_object, self._config_changed, namespace=namespace, name="communities"
+        )
+        self.bfd_profiles: Informer[dict[str, Any]] = Informer(
+            client, BFDProfile, slim_config_object, self._config_changed, namespace=namespace, name="bfdprofiles"
+        )
 
     # -- queue -----------------------------------------------------------------------------------
 
@@ -245,40 +258,44 @@ class Controller:
     # -- start-up --------------------------------------------------------------------------------
 
     def _rebuild_config(self) -> None:
-        adverts = [("L2Advertisement", o) for o in self.l2ads.items.values()]
-        adverts += [("BGPAdvertisement", o) for o in self.bgpads.items.values()]
-        self.snapshot = build_config(list(self.pools.items.values()), adverts)
+        self.snapshot = build_config(
+            pools=list(self.pools.items.values()),
+            l2_advertisements=list(self.l2ads.items.values()),
+            bgp_advertisements=list(self.bgpads.items.values()),
+            peers=list(self.peers.items.values()),
+            communities=list(self.communities.items.values()),
+            bfd_profiles=list(self.bfd_profiles.items.values()),
+        )
         displaced = self.allocator.set_pools(self.snapshot.pools)
-        self.allocator.ignored = {
-            ref.name: cond.message
-            for ref, cond in self.snapshot.conditions.items()
-            if ref.kind == "IPAddressPool" and cond.status != "True"
-        }
+        self.allocator.ignored = self.snapshot.ignored_pools()
         metrics.config_problems.set(len(self.snapshot.problems()))
         for alloc in displaced:
             log.info("pool change takes %s from %s; allocating again", ", ".join(alloc.ips), alloc.service)
         self.status_dirty = True
 
     def _ours(self, svc: Mapping[str, Any]) -> bool:
-        spec = svc["spec"]
-        return spec.get("type") == "LoadBalancer" and (spec.get("loadBalancerClass") or None) == self.lb_class
+        return ipam.handles(svc, self.lb_class)
 
     def restore(self) -> int:
         """Take back what Services already hold (oldest first) before allocating anything."""
-        restored = 0
-        held = [s for s in self.services.items.values() if self._ours(s) and _ips(s)]
-        for svc in sorted(held, key=lambda s: s["metadata"]["creationTimestamp"]):
-            ns = svc["metadata"]["namespace"]
-            try:
-                req = ipam.request_from_service(svc, self.namespaces.items.get(ns))
-                self.allocator.assign(req, ipam.held_addresses(svc), held=True)
-                restored += 1
-            except ipam.IpamError as exc:
-                log.warning("cannot keep %s: %s", ", ".join(_ips(svc)), exc)
-        return restored
+        kept, warnings = ipam.restore_held(
+            self.allocator, self.services.items.values(), self.namespaces.items, self.lb_class
+        )
+        for warning in warnings:
+            log.warning("cannot keep a held address: %s", warning)
+        return kept
 
     async def run(self) -> None:
-        informers = [self.namespaces, self.pools, self.l2ads, self.bgpads, self.services]
+        informers = [
+            self.namespaces,
+            self.pools,
+            self.l2ads,
+            self.bgpads,
+            self.peers,
+            self.communities,
+            self.bfd_profiles,
+            self.services,
+        ]
         tasks: list[asyncio.Future[Any]] = [asyncio.create_task(i.run(), name=f"informer-{i.name}") for i in informers]
         tasks.append(asyncio.create_task(self._event_sender(), name="events"))
         try:
@@ -451,9 +468,14 @@ class Controller:
         return status
 
     async def write_config_status(self) -> None:
+        objects: list[tuple[str, Any, dict[str, Any]]]
         objects = [("IPAddressPool", IPAddressPool, o) for o in self.pools.items.values()]
         objects += [("L2Advertisement", L2Advertisement, o) for o in self.l2ads.items.values()]
         objects += [("BGPAdvertisement", BGPAdvertisement, o) for o in self.bgpads.items.values()]
+        objects += [("BGPPeer", BGPPeer, o) for o in self.peers.items.values()]
+        # no status subresource (as in MetalLB): a problem is told by a Warning Event only
+        objects += [("Community", None, o) for o in self.communities.items.values()]
+        objects += [("BFDProfile", None, o) for o in self.bfd_profiles.items.values()]
         for kind, resource, obj in objects:
             meta = obj["metadata"]
             ref = ObjectRef(kind, meta["namespace"], meta["name"])
@@ -470,19 +492,20 @@ class Controller:
                     cond["lastTransitionTime"] = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
                 cond["observedGeneration"] = meta.get("generation") or 0
             self._check_leader()
-            await self.client.patch(
-                resource.Status,
-                meta["name"],
-                {"status": desired},
-                namespace=meta["namespace"],
-                patch_type=PatchType.MERGE,
-            )
+            if resource is not None:
+                await self.client.patch(
+                    resource.Status,
+                    meta["name"],
+                    {"status": desired},
+                    namespace=meta["namespace"],
+                    patch_type=PatchType.MERGE,
+                )
             self.written_status[cache_key] = desired
             cond_obj = self.snapshot.conditions.get(ref)
             noteworthy = cond_obj is not None and (cond_obj.status != "True" or cond_obj.warning)
             if cond_obj is not None and noteworthy and self.config_events.get(ref) != cond_obj:
                 self.config_events[ref] = cond_obj
-                api_version = "metallb.io/v1beta1"
+                api_version = "metallb.io/v1beta2" if kind == "BGPPeer" else "metallb.io/v1beta1"
                 self._queue_event(kind, api_version, meta, kind="Warning", reason=cond_obj.reason, msg=cond_obj.message)
                 what = "ignored" if cond_obj.status != "True" else "used"
                 log.warning("%s %s/%s %s: %s", kind, ref.namespace, ref.name, what, cond_obj.message)

@@ -27,53 +27,14 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from onprem_lb import ipam
+from onprem_lb import config
 
 EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 
 
-@dataclass(frozen=True)
-class L2Ad:
-    """The parts of an L2Advertisement that decide where an address is announced."""
-
-    name: str
-    pools: frozenset[str] = frozenset()
-    pool_selectors: tuple[ipam.LabelSelector, ...] = ()
-    node_selectors: tuple[ipam.LabelSelector, ...] = ()
-    interfaces: tuple[str, ...] = ()  # empty: every interface
-
-    def selects_pool(self, name: str, labels: Mapping[str, str]) -> bool:
-        if not self.pools and not self.pool_selectors:
-            return True  # neither given: every pool (MetalLB's rule)
-        return name in self.pools or any(s.matches(labels) for s in self.pool_selectors)
-
-    def selects_node(self, labels: Mapping[str, str]) -> bool:
-        return not self.node_selectors or any(s.matches(labels) for s in self.node_selectors)
-
-    @classmethod
-    def from_object(cls, obj: Mapping[str, object]) -> L2Ad:
-        """Build from an L2Advertisement dict; raises ipam.IpamError on a malformed selector."""
-        meta = obj.get("metadata")
-        name = str(meta.get("name") or "") if isinstance(meta, Mapping) else ""
-        spec = obj.get("spec")
-        spec = spec if isinstance(spec, Mapping) else {}
-        where = f"L2Advertisement {name}"
-        return cls(
-            name=name,
-            pools=frozenset(str(p) for p in _list(spec.get("ipAddressPools"))),
-            pool_selectors=tuple(
-                ipam.LabelSelector.parse(s, f"{where} ipAddressPoolSelectors")
-                for s in _list(spec.get("ipAddressPoolSelectors"))
-            ),
-            node_selectors=tuple(
-                ipam.LabelSelector.parse(s, f"{where} nodeSelectors") for s in _list(spec.get("nodeSelectors"))
-            ),
-            interfaces=tuple(str(i) for i in _list(spec.get("interfaces"))),
-        )
-
-
-def _list(value: object) -> list[object]:
-    return list(value) if isinstance(value, list) else []
+# The L2Advertisement as the config model reads it (one type for the controller, the speaker
+# and the modules).
+L2Ad = config.L2Advertisement
 
 
 @dataclass(frozen=True)

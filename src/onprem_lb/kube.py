@@ -31,6 +31,9 @@ GROUP = "metallb.io"
 IPAddressPool = create_namespaced_resource(GROUP, "v1beta1", "IPAddressPool", "ipaddresspools")
 L2Advertisement = create_namespaced_resource(GROUP, "v1beta1", "L2Advertisement", "l2advertisements")
 BGPAdvertisement = create_namespaced_resource(GROUP, "v1beta1", "BGPAdvertisement", "bgpadvertisements")
+BGPPeer = create_namespaced_resource(GROUP, "v1beta2", "BGPPeer", "bgppeers")
+Community = create_namespaced_resource(GROUP, "v1beta1", "Community", "communities")
+BFDProfile = create_namespaced_resource(GROUP, "v1beta1", "BFDProfile", "bfdprofiles")
 ServiceL2Status = create_namespaced_resource(GROUP, "v1beta1", "ServiceL2Status", "servicel2statuses")
 
 # Errors that mean "the API server is not reachable right now": retry, never crash.

@@ -24,8 +24,8 @@ import gc
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from lightkube import ApiError, AsyncClient
 from lightkube.models.coordination_v1 import LeaseSpec
@@ -37,13 +37,10 @@ from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
 from onprem_lb import election, ipam, kube, l2, metrics
-from onprem_lb.config import build_config
+from onprem_lb.config import ConfigSnapshot, build_config
 from onprem_lb.kube import TRANSIENT, Informer, IPAddressPool, L2Advertisement, ServiceL2Status, key_of
 
 log = logging.getLogger("onprem_lb.speaker")
-# L2Advertisements, address -> pool name, pool labels: what the election needs from the config
-# (typing.Optional, not `str | None`: this alias is evaluated at run time, on Python 3.9 too)
-ParsedConfig = tuple[list[election.L2Ad], Callable[[str], Optional[str]], dict[str, dict[str, str]]]
 COMPONENT = "onprem-lb-speaker"
 HEARTBEAT_ANNOTATION = "onprem-lb.io/heartbeat-address"
 SPEAKER_LABEL = "app.kubernetes.io/component"
@@ -123,7 +120,7 @@ class Speaker:
             client, IPAddressPool, _plain, self._config_changed, namespace=namespace, name="ipaddresspools"
         )
         self.l2ads = Informer(client, L2Advertisement, _plain, self._config_changed, namespace=namespace, name="l2ads")
-        self._parsed: ParsedConfig | None = None
+        self._parsed: ConfigSnapshot | None = None
         self.leases = Informer(
             client, Lease, self._convert_lease, self._lease_changed, namespace=namespace, name="leases"
         )
@@ -287,35 +284,18 @@ class Speaker:
 
     # -- the decision ----------------------------------------------------------------------------
 
-    def _config(self) -> ParsedConfig:
+    def _config(self) -> ConfigSnapshot:
         if self._parsed is None:
-            self._parsed = self._parse_config()
+            self._parsed = build_config(
+                pools=list(self.pools.items.values()), l2_advertisements=list(self.l2ads.items.values())
+            )
+            for ref, cond in self._parsed.problems().items():
+                if ref.kind == "L2Advertisement":  # the controller reports it on the object; say why here too
+                    log.warning("L2Advertisement %s: %s", ref.name, cond.message)
         return self._parsed
 
-    def _parse_config(self) -> ParsedConfig:
-        pools_objs = list(self.pools.items.values())
-        snapshot = build_config(pools_objs)
-        pool_labels = {
-            str(o["metadata"]["name"]): dict(o["metadata"].get("labels") or {})
-            for o in pools_objs
-            if isinstance(o.get("metadata"), dict)
-        }
-        ads = []
-        for obj in self.l2ads.items.values():
-            try:
-                ads.append(election.L2Ad.from_object(obj))
-            except ipam.IpamError as exc:
-                log.warning("ignoring %s", exc)
-        pools = snapshot.pools
-
-        def pool_of(ip: str) -> str | None:
-            version, value = ipam.parse_address(ip)
-            return next((p.name for p in pools if p.contains(version, value)), None)
-
-        return ads, pool_of, pool_labels
-
     def decide(self) -> dict[str, election.Announcement]:
-        ads, pool_of, pool_labels = self._config()
+        config = self._config()
         endpoints = {
             svc: election.Endpoints(
                 serving=any(e.serving for e in parts.values()),
@@ -331,9 +311,9 @@ class Speaker:
             endpoints=endpoints,
             nodes=nodes,
             live=live,
-            ads=ads,
-            pool_of=pool_of,
-            pool_labels=pool_labels,
+            ads=config.l2_advertisements,
+            pool_of=config.pool_of,
+            pool_labels=config.pool_labels,
             spread=self.spread,
         )
 

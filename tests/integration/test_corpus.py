@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from onprem_lb import legacy
-from onprem_lb.config import build_config
+from onprem_lb.config import config_from_objects
 from tests.integration.conftest import ControlPlane, kubectl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,9 +45,7 @@ def test_api_accepts(path: Path, controlplane: ControlPlane, metallb_crds: None,
 
 def config_of(objects: list[dict[str, Any]]) -> Any:
     stamped = [dict(o, metadata=dict(o["metadata"], creationTimestamp="2026-01-01T00:00:00Z")) for o in objects]
-    pools = [o for o in stamped if o["kind"] == "IPAddressPool"]
-    adverts = [(o["kind"], o) for o in stamped if o["kind"] in ("L2Advertisement", "BGPAdvertisement")]
-    return build_config(pools, adverts)
+    return config_from_objects(stamped)
 
 
 def test_the_controller_uses_every_pool_and_advertisement() -> None:

@@ -133,10 +133,8 @@ def test_config_snapshot_older_pool_wins_an_overlap_and_bad_pools_are_reported()
             _pool("broken", ["192.0.2.40-192.0.2.30"], "2026-01-03T00:00:00Z"),
             _pool("fine", ["2001:db8::/64"], "2026-01-04T00:00:00Z"),
         ],
-        [
-            ("L2Advertisement", {"metadata": {"name": "l2", "namespace": "ns"}, "spec": {"ipAddressPools": ["x"]}}),
-            ("BGPAdvertisement", {"metadata": {"name": "bgp", "namespace": "ns"}, "spec": {}}),
-        ],
+        l2_advertisements=[{"metadata": {"name": "l2", "namespace": "ns"}, "spec": {"ipAddressPools": ["x"]}}],
+        bgp_advertisements=[{"metadata": {"name": "bgp", "namespace": "ns"}, "spec": {}}],
     )
     assert [p.name for p in snap.pools] == ["older", "fine"]
     newer = snap.conditions[ObjectRef("IPAddressPool", "ns", "newer")]
