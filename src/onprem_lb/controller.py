@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import time
@@ -112,6 +113,7 @@ class Controller:
         lb_class: str | None = None,
         identity: str = COMPONENT,
         status_interval: float = 1.0,
+        max_writes: int = 16,
     ) -> None:
         self.client = client
         self.elector = elector
@@ -119,6 +121,7 @@ class Controller:
         self.lb_class = lb_class or None
         self.identity = identity
         self.status_interval = status_interval
+        self.max_writes = max_writes
         self.allocator = ipam.Allocator()
         self.snapshot = ConfigSnapshot()
         self.queue: asyncio.Queue[str] = asyncio.Queue()
@@ -297,7 +300,8 @@ class Controller:
             self.services,
         ]
         tasks: list[asyncio.Future[Any]] = [asyncio.create_task(i.run(), name=f"informer-{i.name}") for i in informers]
-        tasks.append(asyncio.create_task(self._event_sender(), name="events"))
+        # a few senders: in a burst every Service gets an Event, which must not trail far behind its status
+        tasks += [asyncio.create_task(self._event_sender(), name=f"events-{i}") for i in range(4)]
         try:
             started = time.monotonic()
             synced: asyncio.Future[Any] = asyncio.gather(*(i.synced.wait() for i in informers))
@@ -334,36 +338,79 @@ class Controller:
     # -- the worker ------------------------------------------------------------------------------
 
     async def _worker(self) -> None:
-        started, caught_up, handled = time.monotonic(), False, 0
-        while True:
-            if not caught_up and self.queue.empty():
-                caught_up = True
-                log.info(
-                    "caught up: %d queue entries handled for %d services in %.2f s",
-                    handled,
-                    len(self.services.items),
-                    time.monotonic() - started,
-                )
-            key = await self.queue.get()
-            handled += 1
-            self.queued.discard(key)
-            if key == CONFIG_KEY:
-                self._rebuild_config()
-                for skey in list(self.services.items):
-                    self.enqueue(skey)
-                continue
-            started = time.perf_counter()
-            try:
-                await self.reconcile(key)
-                self.retries.pop(key, None)
-            except NotLeader:
-                return
-            except (ApiError, *TRANSIENT) as exc:
-                metrics.write_errors.inc()
-                self._write_failures.failed(f"{key}: {explain(exc, key.split('/')[0])}; will retry")
-                self._retry_later(key)
-            finally:
-                metrics.reconcile_seconds.observe(time.perf_counter() - started)
+        """Decide in queue order, write concurrently.
+
+        Each reconcile decides (allocates, in memory) before its first await, so decisions stay
+        serial and in queue order while their API writes overlap, up to ``max_writes`` at once:
+        a burst of Services costs one round trip of latency each, not the sum of all of them.
+        One Service never has two reconciles in flight (a key that changes meanwhile is taken
+        again when its write ends), so its writes cannot arrive out of order.
+        """
+        began, caught_up, handled = time.monotonic(), False, 0
+        slots = asyncio.Semaphore(self.max_writes)
+        inflight: dict[str, asyncio.Task[None]] = {}
+        again: set[str] = set()
+        lost = asyncio.Event()
+        crashed: list[BaseException] = []
+
+        def finished(key: str, task: asyncio.Task[None]) -> None:
+            inflight.pop(key, None)
+            slots.release()
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                if not isinstance(error, NotLeader):
+                    crashed.append(error)  # a bug, not an API answer: end the term with it, as before
+                lost.set()
+            if key in again:
+                again.discard(key)
+                self.enqueue(key)
+
+        try:
+            while not lost.is_set():
+                if not caught_up and self.queue.empty() and not inflight:
+                    caught_up = True
+                    log.info(
+                        "caught up: %d queue entries handled for %d services in %.2f s",
+                        handled,
+                        len(self.services.items),
+                        time.monotonic() - began,
+                    )
+                key = await _next_or(self.queue, lost)
+                if key is None:
+                    break
+                handled += 1
+                self.queued.discard(key)
+                if key == CONFIG_KEY:
+                    self._rebuild_config()
+                    for skey in list(self.services.items):
+                        self.enqueue(skey)
+                    continue
+                if key in inflight:
+                    again.add(key)
+                    continue
+                await slots.acquire()
+                task = asyncio.create_task(self._reconcile_logged(key))
+                inflight[key] = task
+                task.add_done_callback(functools.partial(finished, key))
+                await asyncio.sleep(0)  # let it decide now, in queue order
+        finally:
+            for task in list(inflight.values()):
+                task.cancel()
+            await asyncio.gather(*inflight.values(), return_exceptions=True)
+        if crashed:
+            raise crashed[0]
+
+    async def _reconcile_logged(self, key: str) -> None:
+        started = time.perf_counter()
+        try:
+            await self.reconcile(key)
+            self.retries.pop(key, None)
+        except (ApiError, *TRANSIENT) as exc:
+            metrics.write_errors.inc()
+            self._write_failures.failed(f"{key}: {explain(exc, key.partition('/')[0])}; will retry")
+            self._retry_later(key)
+        finally:
+            metrics.reconcile_seconds.observe(time.perf_counter() - started)
 
     async def reconcile(self, key: str) -> None:
         svc = self.services.items.get(key)
@@ -385,18 +432,24 @@ class Controller:
             await self._failed(key, svc, exc)
             return
         ips = alloc.ips
+        writes = []
+        body: dict[str, Any]
         if _ips(svc) != ips:
-            await self._patch_service(
-                svc, {"status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}, status=True
-            )
+            body = {"status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}
+            writes.append(self._patch_service(svc, body, status=True))
+        if svc["metadata"]["annotations"].get(ipam.ALLOCATED_FROM_ANNOTATION) != alloc.pool:
+            body = {"metadata": {"annotations": {ipam.ALLOCATED_FROM_ANNOTATION: alloc.pool}}}
+            writes.append(self._patch_service(svc, body, status=False))
+        # status and annotation are two objects to the API server (/status and the Service): sent together
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        if failed is not None:
+            raise failed
+        if _ips(svc) != ips:
             metrics.allocations.inc()
             self.status_dirty = True
             log.info("assigned %s to %s from pool %s", ", ".join(ips), key, alloc.pool)
             self._event(svc, "Normal", "IPAllocated", f"Assigned IP {json.dumps(ips)} from pool {alloc.pool}")
-        if svc["metadata"]["annotations"].get(ipam.ALLOCATED_FROM_ANNOTATION) != alloc.pool:
-            await self._patch_service(
-                svc, {"metadata": {"annotations": {ipam.ALLOCATED_FROM_ANNOTATION: alloc.pool}}}, status=False
-            )
 
     async def _failed(self, key: str, svc: Mapping[str, Any], exc: ipam.IpamError) -> None:
         reason = exc.reason
@@ -511,6 +564,22 @@ class Controller:
                 log.warning("%s %s/%s %s: %s", kind, ref.namespace, ref.name, what, cond_obj.message)
             elif cond_obj is not None and not noteworthy:
                 self.config_events.pop(ref, None)
+
+
+async def _next_or(queue: asyncio.Queue[str], lost: asyncio.Event) -> str | None:
+    """The next queue entry, or None once ``lost`` is set (leadership gone)."""
+    if not queue.empty():
+        return queue.get_nowait()
+    getter = asyncio.ensure_future(queue.get())
+    waiter = asyncio.ensure_future(lost.wait())
+    try:
+        await asyncio.wait([getter, waiter], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if getter.done():
+        return getter.result()
+    getter.cancel()
+    return None
 
 
 def _conditions_key(conds: list[dict[str, Any]]) -> list[tuple[Any, ...]]:

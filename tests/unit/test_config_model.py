@@ -13,7 +13,6 @@ from onprem_lb.config import (
     BGPPeer,
     ConfigSnapshot,
     ObjectRef,
-    build_config,
     community_problem,
     config_from_objects,
     parse_duration,
@@ -22,7 +21,7 @@ from onprem_lb.config import (
 NS = "metallb-system"
 
 
-def obj(kind: str, name: str, spec: dict[str, Any], created: str = "2026-01-01T00:00:00Z", **meta: Any) -> dict[str, Any]:
+def obj(kind: str, name: str, spec: dict[str, Any], created: str = "2026-01-01T00:00:00Z", **meta: Any) -> Any:
     return {
         "kind": kind,
         "metadata": {"name": name, "namespace": NS, "creationTimestamp": created, **meta},
@@ -166,8 +165,16 @@ def test_durations(text: str, seconds: float | None) -> None:
 
 @pytest.mark.parametrize(
     ("value", "ok"),
-    [("0:0", True), ("65535:65535", True), ("65536:0", False), ("large:4294967295:0:1", True)]
-    + [("large:4294967296:0:1", False), ("ext:rt:65000:1", True), ("65000", False), ("a:b", False)],
+    [
+        ("0:0", True),
+        ("65535:65535", True),
+        ("65536:0", False),
+        ("large:4294967295:0:1", True),
+        ("large:4294967296:0:1", False),
+        ("ext:rt:65000:1", True),
+        ("65000", False),
+        ("a:b", False),
+    ],
 )
 def test_community_values(value: str, ok: bool) -> None:
     assert (community_problem(value) is None) is ok
