@@ -75,6 +75,52 @@ def order_key(node: str, ip: str) -> bytes:
     return hashlib.sha256(f"{node}#{ip}".encode()).digest()
 
 
+# Why a node does not announce an address it could: the reasons a user sees (log lines, the
+# speaker's onprem_lb_speaker_addresses{state} metric). MetalLB's speaker names some of the same.
+NOT_IN_ANY_POOL = "notInAnyPool"
+NO_SERVING_ENDPOINTS = "noServingEndpoints"
+SPEAKER_NOT_LIVE = "speakerNotLive"
+NODE_UNKNOWN = "nodeUnknown"
+NODE_EXCLUDED = "nodeExcluded"
+NO_MATCHING_ADVERTISEMENT = "noMatchingAdvertisement"
+NODE_NOT_SELECTED = "nodeNotSelected"
+NO_LOCAL_ENDPOINT = "noLocalEndpoint"
+
+
+def _selecting(
+    svc: ServiceState,
+    ip: str,
+    pool_of: Callable[[str], str | None],
+    pool_labels: Mapping[str, Mapping[str, str]],
+    ads: Sequence[L2Ad],
+) -> tuple[str | None, list[L2Ad]]:
+    pool = svc.pool or pool_of(ip)
+    if pool is None:
+        return None, []
+    labels = pool_labels.get(pool, {})
+    return pool, [ad for ad in ads if ad.selects_pool(pool, labels)]
+
+
+def _verdict(
+    svc: ServiceState, selecting: Sequence[L2Ad], node: NodeState | None, endpoints: Endpoints
+) -> str | tuple[str, ...]:
+    """For one live node: the interfaces it would announce on (empty tuple: all), or why not."""
+    if node is None:
+        return NODE_UNKNOWN
+    if node.excluded:
+        return NODE_EXCLUDED
+    if not selecting:
+        return NO_MATCHING_ADVERTISEMENT
+    mine = [ad for ad in selecting if ad.selects_node(node.labels)]
+    if not mine:
+        return NODE_NOT_SELECTED
+    if svc.local and node.name not in endpoints.ready_nodes:
+        return NO_LOCAL_ENDPOINT
+    if any(not ad.interfaces for ad in mine):
+        return ()
+    return tuple(sorted({i for ad in mine for i in ad.interfaces}))
+
+
 def _eligible(
     svc: ServiceState,
     ip: str,
@@ -87,26 +133,51 @@ def _eligible(
     endpoints: Endpoints,
 ) -> dict[str, tuple[str, ...]]:
     """Eligible node → interfaces (empty tuple: all) for one address of one Service."""
-    pool = svc.pool or pool_of(ip)
+    pool, selecting = _selecting(svc, ip, pool_of, pool_labels, ads)
     if pool is None or not endpoints.serving:
         return {}
-    labels = pool_labels.get(pool, {})
-    selecting = [ad for ad in ads if ad.selects_pool(pool, labels)]
     out: dict[str, tuple[str, ...]] = {}
     for name in live:
-        node = nodes.get(name)
-        if node is None or node.excluded:
-            continue
-        if svc.local and name not in endpoints.ready_nodes:
-            continue
-        mine = [ad for ad in selecting if ad.selects_node(node.labels)]
-        if not mine:
-            continue
-        if any(not ad.interfaces for ad in mine):
-            out[name] = ()
-        else:
-            out[name] = tuple(sorted({i for ad in mine for i in ad.interfaces}))
+        verdict = _verdict(svc, selecting, nodes.get(name), endpoints)
+        if isinstance(verdict, tuple):
+            out[name] = verdict
     return out
+
+
+def why_not_eligible(
+    services: Iterable[ServiceState],
+    node: str,
+    *,
+    endpoints: Mapping[str, Endpoints],
+    nodes: Mapping[str, NodeState],
+    live: Iterable[str],
+    ads: Sequence[L2Ad],
+    pool_of: Callable[[str], str | None],
+    pool_labels: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, str]:
+    """Address → why ``node`` may not announce it, for every address it is eligible for under no
+    Service (the first Service's reason when several share the address)."""
+    live_set = frozenset(live)
+    labels = pool_labels or {}
+    reasons: dict[str, str] = {}
+    eligible: set[str] = set()
+    for svc in services:
+        eps = endpoints.get(svc.key, Endpoints())
+        for ip in svc.ips:
+            pool, selecting = _selecting(svc, ip, pool_of, labels, ads)
+            if pool is None:
+                reason: str | tuple[str, ...] = NOT_IN_ANY_POOL
+            elif not eps.serving:
+                reason = NO_SERVING_ENDPOINTS
+            elif node not in live_set:
+                reason = SPEAKER_NOT_LIVE
+            else:
+                reason = _verdict(svc, selecting, nodes.get(node), eps)
+            if isinstance(reason, tuple):
+                eligible.add(ip)
+            else:
+                reasons.setdefault(ip, reason)
+    return {ip: r for ip, r in reasons.items() if ip not in eligible}
 
 
 def elect(

@@ -81,6 +81,13 @@ reannounce_seconds = Histogram(
     buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
     registry=SPEAKER,
 )
+address_states = Gauge(
+    "onprem_lb_speaker_addresses",
+    "Service addresses this speaker knows, by state: announcing, handingOver, or why not announced here "
+    "(notOwner, fenced, probing, addressConflict, noMatchingAdvertisement, nodeNotSelected, noLocalEndpoint, ...)",
+    ["state"],
+    registry=SPEAKER,
+)
 live_speakers = Gauge("onprem_lb_speaker_live_speakers", "Speakers this node sees as live", registry=SPEAKER)
 fenced = Gauge(
     "onprem_lb_speaker_fenced", "1 while this speaker cannot renew its Lease and announces nothing", registry=SPEAKER

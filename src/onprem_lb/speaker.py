@@ -36,7 +36,7 @@ from lightkube.resources.core_v1 import Event, Node, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
-from onprem_lb import election, ipam, kube, l2, metrics
+from onprem_lb import election, handover, ipam, kube, l2, metrics
 from onprem_lb.config import ConfigSnapshot, build_config
 from onprem_lb.kube import TRANSIENT, Informer, IPAddressPool, L2Advertisement, ServiceL2Status, key_of
 
@@ -130,6 +130,9 @@ class Speaker:
         self.endpoints: dict[str, dict[str, election.Endpoints]] = {}  # service -> slice -> summary
         self.current: dict[str, election.Announcement] = {}  # our announcements (address -> decision)
         self.winners: dict[str, election.Announcement] = {}
+        self.not_eligible: dict[str, str] = {}  # address -> why this node may not announce it
+        self.states: dict[str, str] = {}  # address -> handover state or reason (reported on change)
+        self._state_counts: dict[str, int] = {}
         self.releasing: dict[str, float] = {}  # address -> monotonic deadline while handing over
         self.blocked: dict[str, float] = {}  # address -> retry time after a conflict
         self.probing: set[str] = set()
@@ -295,6 +298,8 @@ class Speaker:
         return self._parsed
 
     def decide(self) -> dict[str, election.Announcement]:
+        """The election's answer now (address -> owner); why this node may not announce the rest
+        is left in ``self.not_eligible``."""
         config = self._config()
         endpoints = {
             svc: election.Endpoints(
@@ -306,54 +311,73 @@ class Speaker:
         nodes = {n.name: n for n in self.nodes.items.values()}
         live = self.live()
         metrics.live_speakers.set(len(live))
-        return election.elect(
-            self.services.items.values(),
-            endpoints=endpoints,
-            nodes=nodes,
-            live=live,
-            ads=config.l2_advertisements,
-            pool_of=config.pool_of,
-            pool_labels=config.pool_labels,
-            spread=self.spread,
-        )
+        inputs: dict[str, Any] = {
+            "endpoints": endpoints,
+            "nodes": nodes,
+            "live": live,
+            "ads": config.l2_advertisements,
+            "pool_of": config.pool_of,
+            "pool_labels": config.pool_labels,
+        }
+        services = list(self.services.items.values())
+        self.not_eligible = election.why_not_eligible(services, self.node, **inputs)
+        return election.elect(services, spread=self.spread, **inputs)
 
     def apply(self) -> None:
-        """Bring the announcer in line with the election, handing over gently."""
+        """Bring the announcer in line with the election, handing over gently (handover.plan)."""
         now = time.monotonic()
         self.winners = self.decide()
         # forget what no longer matters: an address gone from every Service is probed again if it returns
         self.blocked = {ip: t for ip, t in self.blocked.items() if t > now and ip in self.winners}
         self.announced_once &= self.winners.keys() | self.current.keys()
-        mine = {ip: a for ip, a in self.winners.items() if a.node == self.node}
-        if not self.lease_ok():
-            mine = {}
-            self.releasing.clear()
-        desired: dict[str, tuple[str, ...]] = {}
-        for ip, ann in mine.items():
-            self.releasing.pop(ip, None)
-            if ip in self.current:
-                desired[ip] = ann.interfaces
+        lease_ok = self.lease_ok()
+
+        def last_claim(ip: str) -> handover.Claim | None:
+            peer = self.members.last_claim(ip)
+            return None if peer is None else handover.Claim(peer.node, peer.last_seen)
+
+        step = handover.plan(
+            me=self.node,
+            winners=self.winners,
+            not_eligible=self.not_eligible,
+            current={ip: a.interfaces for ip, a in self.current.items()},
+            lease_ok=lease_ok,
+            now=now,
+            releasing=self.releasing,
+            blocked=self.blocked,
+            probing=self.probing,
+            announced_once=self.announced_once,
+            probe_first=self.probe_first,
+            handover_timeout=self.handover_timeout,
+            last_claim=last_claim,
+            alive=self.members.alive,
+            claimed_by=self.members.claimed_by,
+        )
+        self.releasing = step.releasing
+        for ip in step.probe:
+            self._spawn(self._probe_then_take(ip, self.winners[ip]))
+        for seconds in step.reannounce_after:
+            metrics.reannounce_seconds.observe(seconds)
+        self._report_states(step.states)
+        mine = {ip: a for ip, a in self.winners.items() if a.node == self.node} if lease_ok else {}
+        self._set(step.announce, mine)
+
+    def _report_states(self, states: Mapping[str, str]) -> None:
+        """Log each address whose state changed (why it is not announced, if it is not) and count
+        addresses per state in onprem_lb_speaker_addresses{state}."""
+        for ip, state in sorted(states.items()):
+            before = self.states.get(ip)
+            if before == state:
                 continue
-            if self.blocked.get(ip, 0) > now or ip in self.probing:
-                continue
-            previous = self.members.last_claim(ip)
-            if self.probe_first and previous is None and ip not in self.announced_once:
-                self._spawn(self._probe_then_take(ip, ann))
-                continue
-            desired[ip] = ann.interfaces
-            if previous is not None and not self.members.alive(previous.node):
-                metrics.reannounce_seconds.observe(max(0.0, now - previous.last_seen))
-        for ip in list(self.current):
-            if ip in desired or not self.lease_ok():
-                continue
-            winner = self.winners.get(ip)
-            deadline = self.releasing.setdefault(ip, now + self.handover_timeout)
-            new_owner_claims = winner is not None and winner.node in self.members.claimed_by(ip)
-            if winner is not None and not new_owner_claims and now < deadline:
-                desired[ip] = self.current[ip].interfaces  # keep answering until the next owner does
-            else:
-                self.releasing.pop(ip, None)
-        self._set(desired, mine)
+            quiet = state == handover.NOT_OWNER or (before is None and state == handover.ANNOUNCING)
+            (log.debug if quiet else log.info)("%s: %s (was %s)", ip, state, before or "unknown")
+        counts: dict[str, int] = {}
+        for state in states.values():
+            counts[state] = counts.get(state, 0) + 1
+        for state in set(counts) | set(self._state_counts):
+            metrics.address_states.labels(state=state).set(counts.get(state, 0))
+        self._state_counts = counts
+        self.states = dict(states)
 
     def _set(self, desired: Mapping[str, tuple[str, ...]], mine: Mapping[str, election.Announcement]) -> None:
         added, removed = self.announcer.set_owned(desired)

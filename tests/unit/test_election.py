@@ -218,3 +218,64 @@ def test_node_state_and_advertisement_parsing() -> None:
     assert not ad.selects_node({"zone": "b"})
     with pytest.raises(IpamError):
         L2Ad.from_object({"metadata": {"name": "bad"}, "spec": {"nodeSelectors": [{"matchExpressions": "x"}]}})
+
+
+ZONE_B = (LabelSelector.parse({"matchLabels": {"zone": "b"}}, "t"),)
+WHY_CASES: list[tuple[str, dict[str, Any], ServiceState, str | None]] = [
+    # (case, overrides, service, why n1 may not announce its address; None: it may)
+    ("eligible", {}, ServiceState("ns/a", ("192.0.2.10",)), None),
+    ("outside every pool", {}, ServiceState("ns/a", ("198.51.100.1",)), election.NOT_IN_ANY_POOL),
+    ("no serving endpoint", {"endpoints": {}}, ServiceState("ns/a", ("192.0.2.10",)), election.NO_SERVING_ENDPOINTS),
+    ("our speaker not live", {"live": ("n2",)}, ServiceState("ns/a", ("192.0.2.10",)), election.SPEAKER_NOT_LIVE),
+    ("node object gone", {"nodes": {}}, ServiceState("ns/a", ("192.0.2.10",)), election.NODE_UNKNOWN),
+    (
+        "node excluded",
+        {"nodes": {"n1": NodeState("n1", {election.EXCLUDE_LABEL: ""})}},
+        ServiceState("ns/a", ("192.0.2.10",)),
+        election.NODE_EXCLUDED,
+    ),
+    (
+        "no advertisement for the pool",
+        {"ads": [L2Ad("x", pools=frozenset({"v6"}))]},
+        ServiceState("ns/a", ("192.0.2.10",)),
+        election.NO_MATCHING_ADVERTISEMENT,
+    ),
+    (
+        "advertised from other nodes",
+        {"ads": [L2Ad("x", node_selectors=ZONE_B)]},
+        ServiceState("ns/a", ("192.0.2.10",)),
+        election.NODE_NOT_SELECTED,
+    ),
+    (
+        "ETP Local, endpoints elsewhere",
+        {},
+        ServiceState("ns/a", ("192.0.2.10",), local=True),
+        election.NO_LOCAL_ENDPOINT,
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "svc", "reason"), [c[1:] for c in WHY_CASES], ids=[c[0] for c in WHY_CASES])
+def test_why_a_node_may_not_announce(overrides: dict[str, Any], svc: ServiceState, reason: str | None) -> None:
+    args: dict[str, Any] = {
+        "endpoints": {svc.key: UP},
+        "nodes": NODES,
+        "live": ALL,
+        "ads": [L2Ad("all")],
+        "pool_of": pool_of,
+    }
+    args.update(overrides)
+    why = election.why_not_eligible([svc], "n1", **args)
+    assert why == ({} if reason is None else {svc.ips[0]: reason})
+    # the election agrees: n1 wins nothing it is said to be ineligible for
+    won = election.elect([svc], **args)
+    assert reason is None or won.get(svc.ips[0]) is None or won[svc.ips[0]].node != "n1"
+
+
+def test_an_address_shared_by_services_is_eligible_if_any_service_makes_it_so() -> None:
+    local = ServiceState("ns/local", ("192.0.2.10",), local=True)
+    cluster = ServiceState("ns/cluster", ("192.0.2.10",))
+    eps = {"ns/local": UP, "ns/cluster": UP}
+    args: dict[str, Any] = {"endpoints": eps, "nodes": NODES, "live": ALL, "ads": [L2Ad("all")], "pool_of": pool_of}
+    assert election.why_not_eligible([local], "n1", **args) == {"192.0.2.10": election.NO_LOCAL_ENDPOINT}
+    assert election.why_not_eligible([local, cluster], "n1", **args) == {}
