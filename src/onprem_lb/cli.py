@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import logging
 import math
 import os
-import re
 import signal
 import socket
 import sys
@@ -18,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from onprem_lb import __version__, k8s_names, kube, l2, legacy, metrics, speaker
+from onprem_lb import __version__, hostport, k8s_names, kube, l2, legacy, metrics, speaker
 from onprem_lb.controller import COMPONENT, run_controller
 from onprem_lb.leader import LeaderElector
 from onprem_lb.members import Members
@@ -50,31 +48,15 @@ def _setup_logging(level: str) -> None:
 # -- option values: each type says what is wrong with a value (argparse prints "argument
 # --flag: <that>" and exits 2), so no option reaches the daemon unchecked.
 
-HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$"
-)
-
 
 def host_port(text: str) -> tuple[str, int] | None:
     """HOST:PORT ([V6]:PORT for IPv6), or None for an empty value."""
     if text == "":
         return None
-    host, sep, port = text.rpartition(":")
-    if not sep or not host:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 192.0.2.11:7946, [2001:db8::11]:7946)")
-    if not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r}: the port must be a number from 1 to 65535")
-    bracketed = host.startswith("[") and host.endswith("]")
-    bare = host[1:-1] if bracketed else host
     try:
-        address = ipaddress.ip_address(bare)
-    except ValueError:
-        if bracketed or not HOSTNAME.fullmatch(bare):
-            raise argparse.ArgumentTypeError(f"{text!r}: {host!r} is not an IP address or host name") from None
-        return bare, int(port)
-    if address.version == 6 and not bracketed:
-        raise argparse.ArgumentTypeError(f"{text!r}: write an IPv6 address in brackets, [{bare}]:{port}")
-    return bare, int(port)
+        return hostport.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def seconds(text: str) -> float:
@@ -92,6 +74,13 @@ def rounds(text: str) -> int:
     """A small count, 0 to 20."""
     if not text.strip().isascii() or not text.strip().isdigit() or int(text) > 20:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to 20")
+    return int(text)
+
+
+def writes(text: str) -> int:
+    """API writes in flight, 1 to 64."""
+    if not text.strip().isascii() or not text.strip().isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 64")
     return int(text)
 
 
@@ -154,6 +143,12 @@ def _parser() -> argparse.ArgumentParser:
     ctl.add_argument("--lease-duration", type=seconds, default=15.0, help="seconds (default 15)")
     ctl.add_argument("--renew-deadline", type=seconds, default=10.0, help="seconds (default 10)")
     ctl.add_argument("--retry-period", type=seconds, default=2.0, help="seconds (default 2)")
+    ctl.add_argument(
+        "--max-writes",
+        type=writes,
+        default=4,
+        help="Service writes in flight at once, 1 to 64 (default 4): decisions stay in order, writes overlap",
+    )
     _daemon_args(ctl, metrics_port=7472)
 
     spk = sub.add_parser("speaker", help="announce this node's addresses (layer 2: ARP and NDP)")
@@ -239,7 +234,14 @@ async def _controller(args: argparse.Namespace) -> int:
         args.lb_class or "(none)",
     )
     try:
-        await run_controller(client, elector, namespace=args.namespace, lb_class=args.lb_class or None, stop=stop)
+        await run_controller(
+            client,
+            elector,
+            namespace=args.namespace,
+            lb_class=args.lb_class or None,
+            max_writes=args.max_writes,
+            stop=stop,
+        )
     finally:
         await kube.close_client(client)
     log.info("stopped")

@@ -19,9 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
-from lightkube.models.core_v1 import EventSource, ObjectReference
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Event, Namespace, Service
+from lightkube.resources.core_v1 import Namespace, Service
 from lightkube.types import PatchType
 
 from onprem_lb import ipam, metrics
@@ -32,6 +30,7 @@ from onprem_lb.kube import (
     BGPAdvertisement,
     BGPPeer,
     Community,
+    EventRecorder,
     Informer,
     IPAddressPool,
     L2Advertisement,
@@ -39,6 +38,7 @@ from onprem_lb.kube import (
     explain,
 )
 from onprem_lb.leader import LeaderElector
+from onprem_lb.tasks import first
 
 log = logging.getLogger("onprem_lb.controller")
 
@@ -113,7 +113,7 @@ class Controller:
         lb_class: str | None = None,
         identity: str = COMPONENT,
         status_interval: float = 1.0,
-        max_writes: int = 16,
+        max_writes: int = 4,
     ) -> None:
         self.client = client
         self.elector = elector
@@ -133,7 +133,8 @@ class Controller:
         self.status_dirty = True
         self._write_failures = RepeatedFailure(log, "writing a Service")
         self._status_failures = RepeatedFailure(log, "writing pool and advertisement status")
-        self.events: asyncio.Queue[Event] = asyncio.Queue(maxsize=10000)
+        # a few senders: in a burst every Service gets an Event, which must not trail far behind its status
+        self.events = EventRecorder(client, COMPONENT, identity, may_write=self._may_write, senders=4, maxsize=10000)
         self.ready = asyncio.Event()
         self.services: Informer[dict[str, Any]] = Informer(
             client, Service, slim_service, self._service_changed, name="services"
@@ -188,6 +189,9 @@ class Controller:
 
     # -- writes (only while leading) -------------------------------------------------------------
 
+    def _may_write(self) -> bool:
+        return self.elector is None or self.elector.is_leader()
+
     def _check_leader(self) -> None:
         if self.elector is not None and not self.elector.is_leader():
             raise NotLeader("lease not held")
@@ -219,44 +223,7 @@ class Controller:
         if self.last_event.get(key) == (reason, message):
             return
         self.last_event[key] = (reason, message)
-        self._queue_event("Service", "v1", meta, kind=kind, reason=reason, msg=message)
-
-    def _queue_event(
-        self, kind_of: str, api_version: str, meta: Mapping[str, Any], *, kind: str, reason: str, msg: str
-    ) -> None:
-        now = _now()
-        event = Event(
-            metadata=ObjectMeta(generateName=f"{meta['name']}.", namespace=meta["namespace"]),
-            involvedObject=ObjectReference(
-                kind=kind_of,
-                apiVersion=api_version,
-                name=meta["name"],
-                namespace=meta["namespace"],
-                uid=meta.get("uid"),
-            ),
-            reason=reason,
-            message=msg[:1024],
-            type=kind,
-            source=EventSource(component=COMPONENT),
-            reportingComponent=COMPONENT,
-            reportingInstance=self.identity,
-            firstTimestamp=now,
-            lastTimestamp=now,
-            count=1,
-        )
-        try:
-            self.events.put_nowait(event)
-        except asyncio.QueueFull:
-            log.warning("event queue full; dropped %s event for %s", reason, meta["name"])
-
-    async def _event_sender(self) -> None:
-        while True:
-            event = await self.events.get()
-            try:
-                self._check_leader()
-                await self.client.create(event)
-            except (ApiError, NotLeader, *TRANSIENT) as exc:
-                log.warning("could not record event %s: %s", event.reason, exc)
+        self.events.record(meta, kind, reason, message)
 
     # -- start-up --------------------------------------------------------------------------------
 
@@ -300,17 +267,11 @@ class Controller:
             self.services,
         ]
         tasks: list[asyncio.Future[Any]] = [asyncio.create_task(i.run(), name=f"informer-{i.name}") for i in informers]
-        # a few senders: in a burst every Service gets an Event, which must not trail far behind its status
-        tasks += [asyncio.create_task(self._event_sender(), name=f"events-{i}") for i in range(4)]
+        tasks.append(asyncio.create_task(self.events.run(), name="events"))
         try:
             started = time.monotonic()
             synced: asyncio.Future[Any] = asyncio.gather(*(i.synced.wait() for i in informers))
-            done, _ = await asyncio.wait([synced, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            if synced not in done:  # an informer or the event sender died: say why, do not hang
-                synced.cancel()
-                for task in done:
-                    task.result()
-                raise RuntimeError("a background task ended before the caches were filled")
+            await first(synced, *tasks)  # an informer or the event sender that dies says why: no hang
             self._rebuild_config()
             restored = self.restore()
             self.queued.discard(CONFIG_KEY)
@@ -326,10 +287,10 @@ class Controller:
             self.ready.set()
             tasks.append(asyncio.create_task(self._status_writer(), name="status"))
             worker = asyncio.create_task(self._worker(), name="worker")
-            done, _ = await asyncio.wait([worker, *tasks], return_when=asyncio.FIRST_COMPLETED)
             tasks.append(worker)
-            for task in done:
-                task.result()  # a crashed task ends the term with its exception, logged by the caller
+            # the worker returns when leadership is lost; a crashed task ends the term with its
+            # exception, logged by the caller
+            await first(worker, *tasks[:-1])
         finally:
             for task in tasks:
                 task.cancel()
@@ -559,7 +520,9 @@ class Controller:
             if cond_obj is not None and noteworthy and self.config_events.get(ref) != cond_obj:
                 self.config_events[ref] = cond_obj
                 api_version = "metallb.io/v1beta2" if kind == "BGPPeer" else "metallb.io/v1beta1"
-                self._queue_event(kind, api_version, meta, kind="Warning", reason=cond_obj.reason, msg=cond_obj.message)
+                self.events.record(
+                    meta, "Warning", cond_obj.reason, cond_obj.message, kind=kind, api_version=api_version
+                )
                 what = "ignored" if cond_obj.status != "True" else "used"
                 log.warning("%s %s/%s %s: %s", kind, ref.namespace, ref.name, what, cond_obj.message)
             elif cond_obj is not None and not noteworthy:
@@ -604,6 +567,7 @@ async def run_controller(
     namespace: str,
     lb_class: str | None,
     stop: asyncio.Event,
+    max_writes: int = 4,
 ) -> None:
     """Lead, or wait to lead; run one Controller per leadership term; stop cleanly on ``stop``."""
     stopping = asyncio.create_task(stop.wait())
@@ -617,7 +581,14 @@ async def run_controller(
                     await acquire
                 break
             metrics.is_leader.set(1)
-            ctl = Controller(client, elector, namespace=namespace, lb_class=lb_class, identity=elector.identity)
+            ctl = Controller(
+                client,
+                elector,
+                namespace=namespace,
+                lb_class=lb_class,
+                identity=elector.identity,
+                max_writes=max_writes,
+            )
             term = asyncio.create_task(ctl.run(), name="controller")
             hold = asyncio.create_task(elector.hold(), name="lease")
             done, _pending = await asyncio.wait({term, hold, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -29,16 +29,16 @@ from typing import Any
 
 from lightkube import ApiError, AsyncClient
 from lightkube.models.coordination_v1 import LeaseSpec
-from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
-from lightkube.resources.core_v1 import Event, Node, Service
+from lightkube.resources.core_v1 import Node, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
-from onprem_lb import election, handover, ipam, kube, l2, metrics
+from onprem_lb import election, handover, hostport, ipam, kube, l2, metrics
 from onprem_lb.config import ConfigSnapshot, build_config
 from onprem_lb.kube import TRANSIENT, Informer, IPAddressPool, L2Advertisement, ServiceL2Status, key_of
+from onprem_lb.tasks import first
 
 log = logging.getLogger("onprem_lb.speaker")
 COMPONENT = "onprem-lb-speaker"
@@ -139,7 +139,7 @@ class Speaker:
         self.announced_once: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._status_dirty = asyncio.Event()
-        self._events: asyncio.Queue[Event] = asyncio.Queue(maxsize=1000)
+        self.events = kube.EventRecorder(client, COMPONENT, node, host=node)
 
     # -- caches ----------------------------------------------------------------------------------
 
@@ -174,13 +174,17 @@ class Speaker:
         if (meta.get("labels") or {}).get(SPEAKER_LABEL) != "speaker":
             return None
         spec = plain.get("spec") or {}
-        address = (meta.get("annotations") or {}).get(HEARTBEAT_ANNOTATION, "")
-        host, _, port = address.rpartition(":")
+        try:
+            address: tuple[str, int] | None = hostport.parse(
+                (meta.get("annotations") or {}).get(HEARTBEAT_ANNOTATION, "")
+            )
+        except ValueError:
+            address = None  # no heartbeat address: never counted live (members hears nobody there)
         return {
             "node": spec.get("holderIdentity") or "",
             "renew": str(spec.get("renewTime") or ""),
             "duration": float(spec.get("leaseDurationSeconds") or self.lease_duration),
-            "address": (host.strip("[]"), int(port)) if port.isdigit() else None,
+            "address": address,
         }
 
     def _lease_changed(self, _key: str, _old: Any, new: Any) -> None:
@@ -229,7 +233,7 @@ class Speaker:
             name=self.lease_name,
             namespace=self.namespace,
             labels={SPEAKER_LABEL: "speaker", "app.kubernetes.io/name": "onprem-lb"},
-            annotations={HEARTBEAT_ANNOTATION: _join_host_port(*self.heartbeat)},
+            annotations={HEARTBEAT_ANNOTATION: hostport.join(*self.heartbeat)},
         )
         spec = LeaseSpec(holderIdentity=self.node, leaseDurationSeconds=int(self.lease_duration), renewTime=now)
         try:
@@ -442,30 +446,7 @@ class Speaker:
 
     def _event(self, svc_key: str, kind: str, reason: str, message: str) -> None:
         ns, _, name = svc_key.partition("/")
-        now = dt.datetime.now(dt.timezone.utc)
-        event = Event(
-            metadata=ObjectMeta(generateName=f"{name}.", namespace=ns),
-            involvedObject=ObjectReference(kind="Service", apiVersion="v1", name=name, namespace=ns),
-            reason=reason,
-            message=message[:1024],
-            type=kind,
-            source=EventSource(component=COMPONENT, host=self.node),
-            reportingComponent=COMPONENT,
-            reportingInstance=self.node,
-            firstTimestamp=now,
-            lastTimestamp=now,
-            count=1,
-        )
-        with contextlib.suppress(asyncio.QueueFull):
-            self._events.put_nowait(event)
-
-    async def _event_sender(self) -> None:
-        while True:
-            event = await self._events.get()
-            try:
-                await self.client.create(event)
-            except (ApiError, *TRANSIENT) as exc:
-                log.warning("could not record event %s: %s", event.reason, getattr(exc, "status", exc))
+        self.events.record({"namespace": ns, "name": name}, kind, reason, message)
 
     def _desired_statuses(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -564,17 +545,17 @@ class Speaker:
             asyncio.create_task(self.members.run(), name="heartbeats"),
             asyncio.create_task(self._renew_loop(), name="lease"),
             asyncio.create_task(self._fence_watch(), name="fence"),
-            asyncio.create_task(self._event_sender(), name="events"),
+            asyncio.create_task(self.events.run(), name="events"),
             asyncio.create_task(self._status_writer(), name="status"),
             asyncio.create_task(self._link_watch(), name="links"),
         ]
         try:
             synced = asyncio.gather(*(i.synced.wait() for i in informers))
-            await _first(synced, stop, *tasks)
+            await first(synced, *tasks, stop=stop)
             if stop.is_set():
                 return
             # Hear the others before deciding anything, or we would claim what they announce.
-            await _first(asyncio.ensure_future(asyncio.sleep(self.members.dead_after)), stop, *tasks)
+            await first(asyncio.ensure_future(asyncio.sleep(self.members.dead_after)), *tasks, stop=stop)
             log.info(
                 "speaker ready: %d services, %d live speakers (%s)",
                 len(self.services.items),
@@ -586,7 +567,7 @@ class Speaker:
             self.changed.set()
             while not stop.is_set():
                 waiter = asyncio.ensure_future(self.changed.wait())
-                await _first(waiter, stop, *tasks)
+                await first(waiter, *tasks, stop=stop)
                 self.changed.clear()
                 await asyncio.sleep(0.005)  # coalesce a burst of watch events into one decision
                 self.changed.clear()
@@ -623,27 +604,8 @@ class Speaker:
         log.info("handed over; quiet")
 
 
-async def _first(main: asyncio.Future[Any], stop: asyncio.Event, *background: asyncio.Task[Any]) -> None:
-    """Wait for ``main`` or ``stop``; a background task that ends first is an error worth raising."""
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        done, _ = await asyncio.wait([main, stopping, *background], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-    for task in done:
-        if task in background:
-            task.result()
-            raise RuntimeError(f"background task {task.get_name()} ended")
-    if main not in done:
-        main.cancel()
-
-
 def _plain(plain: dict[str, Any]) -> dict[str, Any]:
     return {"metadata": plain.get("metadata") or {}, "spec": plain.get("spec") or {}}
-
-
-def _join_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def status_name(svc_key: str, node: str) -> str:

@@ -156,7 +156,7 @@ def test_any_shape_gives_a_message_or_loads_in_both_libraries(data: Any, context
 
 OPTIONS = {
     "controller": ["--context", "--namespace", "--lb-class", "--identity", "--lease-name", "--lease-duration",
-                   "--renew-deadline", "--retry-period", "--metrics-address"],
+                   "--renew-deadline", "--retry-period", "--max-writes", "--metrics-address"],
     "speaker": ["--context", "--namespace", "--node-name", "--heartbeat-address", "--heartbeat-interval",
                 "--dead-after", "--lb-class", "--lease-duration", "--renew-deadline", "--renew-period",
                 "--handover-timeout", "--garp-count", "--garp-interval", "--metrics-address"],
@@ -207,6 +207,7 @@ def test_no_option_value_gives_a_traceback(command: str, data: st.DataObject, va
         (["controller", "--metrics-address", "::1:7472"], "write an IPv6 address in brackets, [::1]:7472"),
         (["speaker", "--heartbeat-address", "node1"], "argument --heartbeat-address: 'node1' is not HOST:PORT"),
         (["speaker", "--garp-count", "-1"], "argument --garp-count: '-1' is not a whole number"),
+        (["controller", "--max-writes", "0"], "argument --max-writes: '0' is not a whole number from 1 to 64"),
         (["controller", "--lease-duration", "nan"], "argument --lease-duration: 'nan': must be more than 0"),
         (["controller", "--namespace", "Metallb System"], "is not a DNS-1123 label"),
         (["controller", "--lease-duration", "2", "--renew-deadline", "5"],
