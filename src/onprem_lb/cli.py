@@ -16,10 +16,13 @@ from typing import Any
 
 import yaml
 
-from onprem_lb import __version__, hostport, k8s_names, kube, l2, legacy, metrics, speaker
-from onprem_lb.controller import COMPONENT, run_controller
-from onprem_lb.leader import LeaderElector
-from onprem_lb.members import Members
+from onprem_lb import __version__, hostport, k8s, k8s_names, legacy, metrics
+from onprem_lb.controller.loop import COMPONENT, run_controller
+from onprem_lb.k8s.leader import LeaderElector
+from onprem_lb.speaker import agent as speaker
+from onprem_lb.speaker.layer2 import announcer as l2
+from onprem_lb.speaker.layer2.members import Members
+from onprem_lb.speaker.layer2.protocol import Layer2
 
 
 class JsonFormatter(logging.Formatter):
@@ -206,17 +209,17 @@ def _convert(args: argparse.Namespace) -> int:
 async def _controller(args: argparse.Namespace) -> int:
     log = logging.getLogger("onprem_lb")
     try:
-        config = kube.load_config(args.kubeconfig, args.context)
+        config = k8s.load_config(args.kubeconfig, args.context)
         elector_args = {
             "lease_duration": args.lease_duration,
             "renew_deadline": args.renew_deadline,
             "retry_period": args.retry_period,
         }
-        client = kube.make_client(config, COMPONENT)
+        client = k8s.make_client(config, COMPONENT)
         identity = args.identity or f"{socket.gethostname()}_{os.getpid()}"
         elector = LeaderElector(client, args.namespace, args.lease_name, identity, **elector_args)
         metrics.serve(args.metrics_address)
-    except kube.KubeAccessError as exc:
+    except k8s.KubeAccessError as exc:
         print(f"onprem-lb controller: {exc}", file=sys.stderr)
         return 2
     except (ValueError, OSError) as exc:
@@ -243,7 +246,7 @@ async def _controller(args: argparse.Namespace) -> int:
             stop=stop,
         )
     finally:
-        await kube.close_client(client)
+        await k8s.close_client(client)
     log.info("stopped")
     return 0
 
@@ -259,9 +262,8 @@ async def _speaker(args: argparse.Namespace) -> int:
         secret = Path(args.secret_file).read_bytes().strip() if args.secret_file else None
         if args.secret_file and not secret:
             raise ValueError(f"secret file {args.secret_file} is empty")
-        config = kube.load_config(args.kubeconfig, args.context)
-        client = kube.make_client(config, speaker.COMPONENT)
-        spk: speaker.Speaker | None = None
+        config = k8s.load_config(args.kubeconfig, args.context)
+        client = k8s.make_client(config, speaker.COMPONENT)
         # labelled children looked up once: these run for every ARP request / solicitation
         requests = {p: metrics.l2_requests.labels(p) for p in ("arp", "ndp")}
         replies = {p: metrics.l2_replies.labels(p) for p in ("arp", "ndp")}
@@ -278,22 +280,27 @@ async def _speaker(args: argparse.Namespace) -> int:
             client,
             node=args.node_name,
             namespace=args.namespace,
-            heartbeat=heartbeat,
-            members=members,
-            announcer=announcer,
             lb_class=args.lb_class or None,
-            spread=args.spread,
             lease_duration=args.lease_duration,
             renew_deadline=args.renew_deadline,
             renew_period=args.renew_period,
-            handover_timeout=args.handover_timeout,
-            probe=not args.no_probe,
         )
-        members.owned = lambda: spk.current if spk else ()
-        members.fenced = lambda: not spk.lease_ok() if spk else True
-        members.on_change = spk.changed.set
+        spk.add(
+            Layer2(
+                client,
+                node=args.node_name,
+                namespace=args.namespace,
+                heartbeat=heartbeat,
+                members=members,
+                announcer=announcer,
+                events=spk.events,
+                spread=args.spread,
+                handover_timeout=args.handover_timeout,
+                probe=not args.no_probe,
+            )
+        )
         metrics.serve(args.metrics_address, metrics.SPEAKER)
-    except kube.KubeAccessError as exc:
+    except k8s.KubeAccessError as exc:
         print(f"onprem-lb speaker: {exc}", file=sys.stderr)
         return 2
     except (ValueError, OSError) as exc:
@@ -319,7 +326,7 @@ async def _speaker(args: argparse.Namespace) -> int:
         print(f"onprem-lb speaker: {exc}", file=sys.stderr)
         return 2
     finally:
-        await kube.close_client(client)
+        await k8s.close_client(client)
     log.info("stopped")
     return 0
 

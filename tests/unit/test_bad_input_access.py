@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from kubernetes import config as k8s_config
 from lightkube import KubeConfig
 
-from onprem_lb import cli, kube
+from onprem_lb import cli, k8s
 
 GOOD: dict[str, Any] = {
     "apiVersion": "v1",
@@ -68,8 +68,8 @@ def write(tmp_path: Path, text: str) -> str:
 def test_each_kubeconfig_shape_is_named_in_the_engine_and_the_modules(shape: str, tmp_path: Path) -> None:
     text, expected = SHAPES[shape]
     path = write(tmp_path, text)
-    with pytest.raises(kube.KubeAccessError) as engine:
-        kube.load_config(path)
+    with pytest.raises(k8s.KubeAccessError) as engine:
+        k8s.load_config(path)
     assert str(engine.value).startswith(f"kubeconfig {path} (--kubeconfig): "), engine.value
     assert expected in str(engine.value)
     with pytest.raises(cluster.ClusterError) as module:
@@ -84,7 +84,7 @@ def test_a_missing_file_or_a_directory(where: str, tmp_path: Path) -> None:
     path = str(tmp_path / "nope") if where == "missing" else str(tmp_path)
     expected = "no such file" if where == "missing" else "it is a directory"
     for call, error in (
-        (lambda: kube.load_config(path), kube.KubeAccessError),
+        (lambda: k8s.load_config(path), k8s.KubeAccessError),
         (lambda: cluster.connect(path, None), cluster.ClusterError),
     ):
         with pytest.raises(error, match=expected):
@@ -93,10 +93,10 @@ def test_a_missing_file_or_a_directory(where: str, tmp_path: Path) -> None:
 
 def test_a_wrong_context_lists_the_ones_there(tmp_path: Path) -> None:
     path = write(tmp_path, yaml.safe_dump(GOOD))
-    with pytest.raises(kube.KubeAccessError, match=r"no context 'prod'; choose one of: admin@lab"):
-        kube.load_config(path, "prod")
+    with pytest.raises(k8s.KubeAccessError, match=r"no context 'prod'; choose one of: admin@lab"):
+        k8s.load_config(path, "prod")
     assert kubeconfig_problem(path, "admin@lab") is None
-    kube.load_config(path)  # the good one loads
+    k8s.load_config(path)  # the good one loads
 
 
 names = st.text(alphabet="abcxyz@-", min_size=1, max_size=6)
@@ -144,10 +144,10 @@ def test_any_shape_gives_a_message_or_loads_in_both_libraries(data: Any, context
         assert structure_problem(data, context) is None
         KubeConfig.from_file(path).get(context_name=context)
         k8s_config.new_client_from_config(config_file=path, context=context)
-        kube.load_config(path, context)
+        k8s.load_config(path, context)
     else:
-        with pytest.raises(kube.KubeAccessError):
-            kube.load_config(path, context)
+        with pytest.raises(k8s.KubeAccessError):
+            k8s.load_config(path, context)
         with pytest.raises(cluster.ClusterError):
             cluster.connect(path, context)
 

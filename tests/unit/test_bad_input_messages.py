@@ -19,7 +19,7 @@ from onprem_lb.ipam import (
     parse_address,
     request_from_service,
 )
-from onprem_lb.kube import RepeatedFailure, explain
+from onprem_lb.k8s import RepeatedFailure, explain
 from tests.unit.test_ipam import service
 
 

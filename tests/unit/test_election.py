@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from onprem_lb import election
-from onprem_lb.election import Endpoints, L2Ad, NodeState, ServiceState
 from onprem_lb.ipam import IpamError, LabelSelector
+from onprem_lb.speaker import view
+from onprem_lb.speaker.layer2 import election
+from onprem_lb.speaker.layer2.election import Endpoints, L2Ad, NodeState, ServiceState
 
 NODES = {n: NodeState(n, {"kubernetes.io/hostname": n, "zone": z}) for n, z in [("n1", "a"), ("n2", "a"), ("n3", "b")]}
 ALL = ("n1", "n2", "n3")
@@ -196,15 +197,15 @@ def test_endpoints_from_slices() -> None:
         ]},
         {"endpoints": [{"addresses": ["10.0.0.3"], "nodeName": "n3", "conditions": {}}]},  # nil ready = ready
     ]  # fmt: skip
-    eps = election.endpoints_from_slices(slices)
+    eps = view.endpoints_from_slices(slices)
     assert eps == Endpoints(serving=True, ready_nodes=frozenset({"n1", "n3"}))
     terminating = [{"endpoints": [{"nodeName": "n1", "conditions": {"ready": False, "serving": True}}]}]
-    assert election.endpoints_from_slices(terminating) == Endpoints(serving=True, ready_nodes=frozenset())
-    assert election.endpoints_from_slices([{"endpoints": None}]) == Endpoints()
+    assert view.endpoints_from_slices(terminating) == Endpoints(serving=True, ready_nodes=frozenset())
+    assert view.endpoints_from_slices([{"endpoints": None}]) == Endpoints()
 
 
 def test_node_state_and_advertisement_parsing() -> None:
-    node = election.node_state(
+    node = view.node_state(
         {"metadata": {"name": "n1", "labels": {"a": "b"}},
          "status": {"conditions": [{"type": "NetworkUnavailable", "status": "True"}]}}
     )  # fmt: skip

@@ -11,7 +11,7 @@ import pytest
 
 from onprem_lb import legacy
 from onprem_lb.config import ObjectRef, build_config
-from onprem_lb.controller import slim_service
+from onprem_lb.controller.loop import slim_service
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 SEED000 = Path(__file__).resolve().parents[1] / "integration" / "seeds" / "seed000-config-pool.yaml"

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onprem_lb import election, handover
-from onprem_lb.election import Announcement
-from onprem_lb.handover import Claim
+from onprem_lb.speaker.layer2 import election, handover
+from onprem_lb.speaker.layer2.election import Announcement
+from onprem_lb.speaker.layer2.handover import Claim
 
 ME, OTHER = "n1", "n2"
 IP = "192.0.2.10"

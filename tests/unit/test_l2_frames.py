@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from onprem_lb import l2, members
+from onprem_lb.speaker.layer2 import announcer as l2
+from onprem_lb.speaker.layer2 import members
 
 MAC = bytes.fromhex("0200000000aa")
 ASKER = bytes.fromhex("0200000000bb")

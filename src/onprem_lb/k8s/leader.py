@@ -19,7 +19,7 @@ from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
-from onprem_lb.kube import TRANSIENT, RepeatedFailure, explain
+from onprem_lb.k8s.client import TRANSIENT, RepeatedFailure, explain
 
 log = logging.getLogger("onprem_lb.leader")
 

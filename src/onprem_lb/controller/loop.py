@@ -24,7 +24,7 @@ from lightkube.types import PatchType
 
 from onprem_lb import ipam, metrics
 from onprem_lb.config import READY, Condition, ConfigSnapshot, ObjectRef, build_config
-from onprem_lb.kube import (
+from onprem_lb.k8s import (
     TRANSIENT,
     BFDProfile,
     BGPAdvertisement,
@@ -37,7 +37,7 @@ from onprem_lb.kube import (
     RepeatedFailure,
     explain,
 )
-from onprem_lb.leader import LeaderElector
+from onprem_lb.k8s.leader import LeaderElector
 from onprem_lb.tasks import first
 
 log = logging.getLogger("onprem_lb.controller")

@@ -25,41 +25,15 @@ import functools
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from onprem_lb import config
-
-EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
-
+from onprem_lb.speaker.view import EXCLUDE_LABEL, Endpoints, NodeState, ServiceState
 
 # The L2Advertisement as the config model reads it (one type for the controller, the speaker
-# and the modules).
+# and the modules); the agent's view of Services, endpoints and nodes, used by every protocol.
 L2Ad = config.L2Advertisement
-
-
-@dataclass(frozen=True)
-class NodeState:
-    name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    network_unavailable: bool = False
-
-    @property
-    def excluded(self) -> bool:
-        return EXCLUDE_LABEL in self.labels or self.network_unavailable
-
-
-@dataclass(frozen=True)
-class ServiceState:
-    key: str  # namespace/name
-    ips: tuple[str, ...]
-    local: bool = False  # externalTrafficPolicy: Local
-    pool: str | None = None  # from metallb.io/ip-allocated-from-pool, when set
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    serving: bool = False  # at least one serving endpoint anywhere
-    ready_nodes: frozenset[str] = frozenset()  # nodes with a ready endpoint
+__all__ = ["EXCLUDE_LABEL", "Endpoints", "L2Ad", "NodeState", "ServiceState"]
 
 
 @dataclass(frozen=True)
@@ -253,45 +227,3 @@ def _spread(ranked: Mapping[str, list[str]]) -> dict[str, str]:
         load[pick] += 1
         chosen[ip] = pick
     return chosen
-
-
-def endpoints_from_slices(slices: Iterable[Mapping[str, object]]) -> Endpoints:
-    """Summarise the EndpointSlices of one Service (discovery.k8s.io/v1 dicts).
-
-    An endpoint is ready unless conditions.ready is false (the API's rule: nil means ready);
-    it is serving when conditions.serving is true, or ready when serving is not reported.
-    """
-    serving = False
-    ready_nodes: set[str] = set()
-    for slc in slices:
-        eps = slc.get("endpoints")
-        for ep in eps if isinstance(eps, list) else []:
-            if not isinstance(ep, Mapping):
-                continue
-            cond = ep.get("conditions")
-            cond = cond if isinstance(cond, Mapping) else {}
-            ready = cond.get("ready") is not False
-            is_serving = cond.get("serving") is True or ("serving" not in cond and ready)
-            serving = serving or is_serving or ready
-            node = ep.get("nodeName")
-            if ready and isinstance(node, str) and node:
-                ready_nodes.add(node)
-    return Endpoints(serving=serving, ready_nodes=frozenset(ready_nodes))
-
-
-def node_state(obj: Mapping[str, object]) -> NodeState:
-    """NodeState from a Node dict."""
-    meta = obj.get("metadata")
-    meta = meta if isinstance(meta, Mapping) else {}
-    labels = meta.get("labels")
-    status = obj.get("status")
-    conds = status.get("conditions") if isinstance(status, Mapping) else None
-    unavailable = any(
-        isinstance(c, Mapping) and c.get("type") == "NetworkUnavailable" and c.get("status") == "True"
-        for c in (conds if isinstance(conds, list) else [])
-    )
-    return NodeState(
-        name=str(meta.get("name") or ""),
-        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {},
-        network_unavailable=unavailable,
-    )

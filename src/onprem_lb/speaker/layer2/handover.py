@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from onprem_lb.election import Announcement
+from onprem_lb.speaker.layer2.election import Announcement
 
 ANNOUNCING = "announcing"
 HANDING_OVER = "handingOver"  # lost, still answering until the new owner claims it

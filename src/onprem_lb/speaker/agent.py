@@ -1,0 +1,284 @@
+"""`onprem-lb speaker`: the agent. It owns the caches (Services, EndpointSlices, Nodes, the
+metallb.io objects, speaker Leases), the config snapshot, this speaker's Lease and the loop, and
+hands one View to each announcing protocol (speaker/protocol.py) whenever something changes.
+
+Its Lease ``speaker-<node>`` is the authority on whether this speaker may announce: renewed
+every renew period, and when a renewal has not succeeded within the renew deadline, the speaker
+is fenced (announces nothing) until the API server answers again. On SIGTERM each protocol
+hands over, then the Lease is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import gc
+import logging
+import time
+from typing import Any
+
+from lightkube import ApiError, AsyncClient
+from lightkube.models.coordination_v1 import LeaseSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.coordination_v1 import Lease
+from lightkube.resources.core_v1 import Node, Service
+from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.types import PatchType
+
+from onprem_lb import k8s, metrics
+from onprem_lb.config import ConfigSnapshot, build_config
+from onprem_lb.k8s import TRANSIENT, Informer, IPAddressPool, L2Advertisement
+from onprem_lb.speaker import view as views
+from onprem_lb.speaker.protocol import Announcing
+from onprem_lb.tasks import first
+
+log = logging.getLogger("onprem_lb.speaker")
+COMPONENT = "onprem-lb-speaker"
+SPEAKER_LABEL = "app.kubernetes.io/component"
+
+
+class Speaker:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        node: str,
+        namespace: str,
+        lb_class: str | None = None,
+        lease_duration: float = 10.0,
+        renew_deadline: float = 6.0,
+        renew_period: float = 2.0,
+    ) -> None:
+        if not renew_period < renew_deadline < lease_duration:
+            raise ValueError("need renew period < renew deadline < lease duration")
+        self.client = client
+        self.node = node
+        self.namespace = namespace
+        self.lb_class = lb_class
+        self.lease_duration = lease_duration
+        self.renew_deadline = renew_deadline
+        self.renew_period = renew_period
+        self.protocols: list[Announcing] = []
+        self.lease_name = f"speaker-{node}"
+        self._renewed_until = 0.0  # monotonic deadline from the last successful renewal
+        self._renew_failures = k8s.RepeatedFailure(log, f"renewing lease {self.lease_name}")
+        self._lease_seen: dict[str, tuple[str, float, float]] = {}  # node -> (renewTime, observed at, duration)
+        self.ready = False
+        self.changed = asyncio.Event()
+        self.events = k8s.EventRecorder(client, COMPONENT, node, host=node)
+        self.services = Informer(client, Service, self._convert_service, self._touch, name="services")
+        self.slices: Informer[tuple[str, views.Endpoints]] = Informer(
+            client, EndpointSlice, self._convert_slice, self._slice_changed, name="endpointslices"
+        )
+        self.nodes = Informer(client, Node, views.node_state, self._touch, namespace=None, name="nodes")
+        self.pools = Informer(
+            client, IPAddressPool, _plain, self._config_changed, namespace=namespace, name="ipaddresspools"
+        )
+        self.l2ads = Informer(client, L2Advertisement, _plain, self._config_changed, namespace=namespace, name="l2ads")
+        self._parsed: ConfigSnapshot | None = None
+        self.leases = Informer(client, Lease, self._convert_lease, self._touch, namespace=namespace, name="leases")
+        self.endpoints: dict[str, dict[str, views.Endpoints]] = {}  # service -> slice -> summary
+
+    def add(self, protocol: Announcing) -> None:
+        self.protocols.append(protocol)
+
+    # -- caches ----------------------------------------------------------------------------------
+
+    def _touch(self, *_args: Any) -> None:
+        self.changed.set()
+
+    def _config_changed(self, *_args: Any) -> None:
+        self._parsed = None  # parsed again on the next decision, not on every lease renewal
+        self.changed.set()
+
+    def _convert_service(self, plain: dict[str, Any]) -> views.ServiceState | None:
+        return views.service_state(plain, self.lb_class)
+
+    def _convert_slice(self, plain: dict[str, Any]) -> tuple[str, views.Endpoints] | None:
+        meta = plain.get("metadata") or {}
+        svc = (meta.get("labels") or {}).get("kubernetes.io/service-name")
+        if not svc:
+            return None
+        return f"{meta.get('namespace')}/{svc}", views.endpoints_from_slices([plain])
+
+    def _slice_changed(self, key: str, old: Any, new: Any) -> None:
+        if old is not None:
+            self.endpoints.get(old[0], {}).pop(key, None)
+        if new is not None:
+            self.endpoints.setdefault(new[0], {})[key] = new[1]
+        self.changed.set()
+
+    def _convert_lease(self, plain: dict[str, Any]) -> dict[str, Any] | None:
+        meta = plain.get("metadata") or {}
+        if (meta.get("labels") or {}).get(SPEAKER_LABEL) != "speaker":
+            return None
+        spec = plain.get("spec") or {}
+        return {
+            "node": spec.get("holderIdentity") or "",
+            "renew": str(spec.get("renewTime") or ""),
+            "duration": float(spec.get("leaseDurationSeconds") or self.lease_duration),
+            "annotations": dict(meta.get("annotations") or {}),
+        }
+
+    def _config(self) -> ConfigSnapshot:
+        if self._parsed is None:
+            self._parsed = build_config(
+                pools=list(self.pools.items.values()), l2_advertisements=list(self.l2ads.items.values())
+            )
+            for ref, cond in self._parsed.problems().items():
+                if ref.kind == "L2Advertisement":  # the controller reports it on the object; say why here too
+                    log.warning("L2Advertisement %s: %s", ref.name, cond.message)
+        return self._parsed
+
+    def view(self) -> views.View:
+        """Everything the protocols decide from, now."""
+        now = time.monotonic()
+        seen: dict[str, tuple[str, float, float]] = {}
+        annotations: dict[str, dict[str, str]] = {}
+        for lease in self.leases.items.values():
+            node = lease["node"]
+            if not node or node == self.node:
+                continue
+            before = self._lease_seen.get(node)
+            observed = before[1] if before and before[0] == lease["renew"] else now
+            seen[node] = (lease["renew"], observed, lease["duration"])
+            annotations[node] = lease["annotations"]
+        self._lease_seen = seen
+        return views.View(
+            node=self.node,
+            config=self._config(),
+            services=tuple(self.services.items.values()),
+            endpoints={
+                svc: views.Endpoints(
+                    serving=any(e.serving for e in parts.values()),
+                    ready_nodes=frozenset().union(*(e.ready_nodes for e in parts.values())),
+                )
+                for svc, parts in self.endpoints.items()
+            },
+            nodes={n.name: n for n in self.nodes.items.values()},
+            may_announce=self.lease_ok(),
+            leased=frozenset(n for n, (_r, at, duration) in seen.items() if now < at + duration),
+            lease_annotations=annotations,
+        )
+
+    def apply(self) -> None:
+        current = self.view()
+        for protocol in self.protocols:
+            protocol.apply(current)
+
+    # -- this speaker's Lease --------------------------------------------------------------------
+
+    def lease_ok(self) -> bool:
+        return time.monotonic() < self._renewed_until
+
+    async def _renew_once(self) -> bool:
+        started = time.monotonic()
+        now = dt.datetime.now(dt.timezone.utc)
+        annotations: dict[str, str] = {}
+        for protocol in self.protocols:
+            annotations.update(protocol.lease_annotations())
+        meta = ObjectMeta(
+            name=self.lease_name,
+            namespace=self.namespace,
+            labels={SPEAKER_LABEL: "speaker", "app.kubernetes.io/name": "onprem-lb"},
+            annotations=annotations,
+        )
+        spec = LeaseSpec(holderIdentity=self.node, leaseDurationSeconds=int(self.lease_duration), renewTime=now)
+        try:
+            try:
+                await self.client.patch(
+                    Lease,
+                    self.lease_name,
+                    {"metadata": {"annotations": meta.annotations, "labels": meta.labels}, "spec": k8s.to_plain(spec)},
+                    namespace=self.namespace,
+                    patch_type=PatchType.MERGE,
+                )
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise
+                await self.client.create(Lease(metadata=meta, spec=dataclasses.replace(spec, acquireTime=now)))
+        except (ApiError, *TRANSIENT) as exc:
+            self._renew_failures.failed(k8s.explain(exc, self.namespace))
+            return False
+        self._renew_failures.ok()
+        was_ok = self.lease_ok()
+        self._renewed_until = started + self.renew_deadline
+        if not was_ok:
+            log.info("lease %s/%s renewed; announcing allowed", self.namespace, self.lease_name)
+            metrics.fenced.set(0)
+            self.changed.set()
+        return True
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await self._renew_once()
+            await asyncio.sleep(self.renew_period)
+
+    async def _fence_watch(self) -> None:
+        """Go quiet as soon as the renew deadline passes without a renewal."""
+        fenced = False
+        while True:
+            ok = self.lease_ok()
+            if not ok and not fenced and self._renewed_until:
+                log.error("cannot renew lease %s: announcing nothing until the API server answers", self.lease_name)
+                metrics.fenced.set(1)
+                if self.ready:
+                    self.apply()  # the protocols go quiet, then tell their peers
+            fenced = not ok
+            await asyncio.sleep(min(0.1, self.renew_period / 4))
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        informers: list[Informer[Any]] = [self.services, self.slices, self.nodes, self.pools, self.l2ads, self.leases]
+        for protocol in self.protocols:
+            informers += protocol.informers()
+        for protocol in self.protocols:
+            await protocol.start(self.changed.set)
+        tasks = [asyncio.create_task(i.run(), name=f"informer-{i.name}") for i in informers]
+        tasks += [
+            asyncio.create_task(self._renew_loop(), name="lease"),
+            asyncio.create_task(self._fence_watch(), name="fence"),
+            asyncio.create_task(self.events.run(), name="events"),
+        ]
+        tasks += [asyncio.create_task(p.run(self.view), name=p.name) for p in self.protocols]
+        try:
+            synced = asyncio.gather(*(i.synced.wait() for i in informers))
+            await first(synced, *tasks, stop=stop)
+            if stop.is_set():
+                return
+            prepared = asyncio.gather(*(p.prepare(self.view()) for p in self.protocols))
+            await first(prepared, *tasks, stop=stop)
+            if stop.is_set():
+                return
+            log.info("speaker ready: %d services", len(self.services.items))
+            self.ready = True
+            gc.freeze()  # what start-up built stays; collections stay short (reply latency)
+            self.changed.set()
+            while not stop.is_set():
+                waiter = asyncio.ensure_future(self.changed.wait())
+                await first(waiter, *tasks, stop=stop)
+                self.changed.clear()
+                await asyncio.sleep(0.005)  # coalesce a burst of watch events into one decision
+                self.changed.clear()
+                self.apply()
+            await self._stop()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for protocol in self.protocols:
+                protocol.close()
+
+    async def _stop(self) -> None:
+        """Planned stop: every protocol hands over, then the Lease goes."""
+        await asyncio.gather(*(p.stop(self.view) for p in self.protocols))
+        with contextlib.suppress(ApiError, *TRANSIENT):
+            await self.client.delete(Lease, self.lease_name, namespace=self.namespace)
+        log.info("handed over; quiet")
+
+
+def _plain(plain: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": plain.get("metadata") or {}, "spec": plain.get("spec") or {}}

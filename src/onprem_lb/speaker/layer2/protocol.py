@@ -1,0 +1,415 @@
+"""Layer 2 behind the speaker's protocol interface: election, handover, membership, the
+announcer, and the ServiceL2Status objects.
+
+Liveness: the agent keeps this speaker's Lease ``speaker-<node>`` (the authority); layer 2 adds
+UDP heartbeats (``members``) to the speakers whose Leases name a heartbeat address. A peer is
+live while its Lease is valid *and* its heartbeats arrive. A speaker that cannot renew its
+Lease within the renew deadline announces nothing (self-fencing): the others take over once its
+Lease runs out, which is later than the deadline, so two owners never coexist after convergence.
+
+Handover: a speaker that loses an address keeps answering until the new owner's heartbeat
+claims it (or the handover timeout passes); on SIGTERM it tells its peers it is leaving, waits
+for them to claim its addresses, then goes quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from lightkube import ApiError, AsyncClient
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.types import PatchType
+
+from onprem_lb import hostport, metrics
+from onprem_lb.k8s import TRANSIENT, EventRecorder, Informer, ServiceL2Status
+from onprem_lb.speaker.layer2 import election, handover
+from onprem_lb.speaker.layer2.announcer import Announcer
+from onprem_lb.speaker.layer2.members import Members
+from onprem_lb.speaker.view import View
+
+log = logging.getLogger("onprem_lb.speaker")
+HEARTBEAT_ANNOTATION = "onprem-lb.io/heartbeat-address"
+NODE_LABEL = "metallb.io/node"
+SVC_NAME_LABEL = "metallb.io/service-name"
+SVC_NS_LABEL = "metallb.io/service-namespace"
+
+
+def status_name(svc_key: str, node: str) -> str:
+    """Deterministic ServiceL2Status name per (Service, node): one writer per object."""
+    return "l2-" + hashlib.sha256(f"{svc_key}#{node}".encode()).hexdigest()[:16]
+
+
+class Layer2:
+    name = "layer2"
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        node: str,
+        namespace: str,
+        heartbeat: tuple[str, int],
+        members: Members,
+        announcer: Announcer,
+        events: EventRecorder,
+        spread: bool = False,
+        handover_timeout: float = 2.0,
+        probe: bool = True,
+    ) -> None:
+        self.client = client
+        self.node = node
+        self.namespace = namespace
+        self.heartbeat = heartbeat
+        self.members = members
+        self.announcer = announcer
+        self.events = events
+        self.spread = spread
+        self.handover_timeout = handover_timeout
+        self.probe_first = probe
+        self.statuses = Informer(
+            client, ServiceL2Status, self._convert_status, self._touch, namespace=namespace, name="servicel2statuses"
+        )
+        self.may_announce = False  # from the last view: this speaker's Lease is renewed
+        self.leaving = False
+        self.leased: frozenset[str] = frozenset()
+        self.current: dict[str, election.Announcement] = {}  # our announcements (address -> decision)
+        self.winners: dict[str, election.Announcement] = {}
+        self.not_eligible: dict[str, str] = {}  # address -> why this node may not announce it
+        self.states: dict[str, str] = {}  # address -> handover state or reason (reported on change)
+        self._state_counts: dict[str, int] = {}
+        self.releasing: dict[str, float] = {}  # address -> monotonic deadline while handing over
+        self.blocked: dict[str, float] = {}  # address -> retry time after a conflict
+        self.probing: set[str] = set()
+        self.announced_once: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._status_dirty = asyncio.Event()
+        self._wake: Callable[[], None] = lambda: None
+        self._transport: asyncio.BaseTransport | None = None
+        members.owned = lambda: self.current
+        members.fenced = lambda: not self.may_announce
+
+    # -- the protocol interface ------------------------------------------------------------------
+
+    def informers(self) -> Sequence[Informer[Any]]:
+        return [self.statuses]
+
+    def lease_annotations(self) -> Mapping[str, str]:
+        return {HEARTBEAT_ANNOTATION: hostport.join(*self.heartbeat)}
+
+    async def start(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+        self.members.on_change = wake
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.create_datagram_endpoint(lambda: self.members, local_addr=self.heartbeat)
+
+    async def prepare(self, view: View) -> None:
+        """Hear the others before deciding anything, or we would claim what they announce."""
+        self._follow(view)
+        await asyncio.sleep(self.members.dead_after)
+        log.info("layer 2 ready: %d live speakers (%s)", len(self.live()), ", ".join(sorted(self.live())))
+
+    async def run(self, view: Callable[[], View]) -> None:
+        await asyncio.gather(self.members.run(), self._status_writer(), self._link_watch())
+
+    def apply(self, view: View) -> None:
+        """Bring the announcer in line with the election, handing over gently (handover.plan)."""
+        now = time.monotonic()
+        fenced_now = self.may_announce and not view.may_announce
+        self._follow(view)
+        self.winners = self._decide(view)
+        # forget what no longer matters: an address gone from every Service is probed again if it returns
+        self.blocked = {ip: t for ip, t in self.blocked.items() if t > now and ip in self.winners}
+        self.announced_once &= self.winners.keys() | self.current.keys()
+
+        def last_claim(ip: str) -> handover.Claim | None:
+            peer = self.members.last_claim(ip)
+            return None if peer is None else handover.Claim(peer.node, peer.last_seen)
+
+        step = handover.plan(
+            me=self.node,
+            winners=self.winners,
+            not_eligible=self.not_eligible,
+            current={ip: a.interfaces for ip, a in self.current.items()},
+            lease_ok=view.may_announce,
+            now=now,
+            releasing=self.releasing,
+            blocked=self.blocked,
+            probing=self.probing,
+            announced_once=self.announced_once,
+            probe_first=self.probe_first,
+            handover_timeout=self.handover_timeout,
+            last_claim=last_claim,
+            alive=self.members.alive,
+            claimed_by=self.members.claimed_by,
+        )
+        self.releasing = step.releasing
+        for ip in step.probe:
+            self._spawn(self._probe_then_take(ip, self.winners[ip]))
+        for seconds in step.reannounce_after:
+            metrics.reannounce_seconds.observe(seconds)
+        self._report_states(step.states)
+        mine = {ip: a for ip, a in self.winners.items() if a.node == self.node} if view.may_announce else {}
+        self._set(step.announce, mine)
+        if fenced_now:
+            self.members.beat_now()  # quiet first, then tell the others, who take over without waiting for our Lease
+
+    async def stop(self, view: Callable[[], View]) -> None:
+        """Planned stop: peers take our addresses first, then we go quiet."""
+        self.leaving = True
+        owned = set(self.current)
+        log.info("stopping: handing over %d addresses", len(owned))
+        await self.members.leave()
+        deadline = time.monotonic() + self.handover_timeout
+        while owned and time.monotonic() < deadline:
+            self.winners = self._decide(view())
+            pending = {
+                ip for ip in owned if ip in self.winners and self.winners[ip].node not in self.members.claimed_by(ip)
+            }
+            if not pending:
+                break
+            await asyncio.sleep(0.02)
+        self.announcer.set_owned({})
+        self.current = {}
+        metrics.owned_addresses.set(0)
+        await self._delete_own_statuses()
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self.announcer.close()
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- liveness --------------------------------------------------------------------------------
+
+    def _follow(self, view: View) -> None:
+        """Take the Leases' news: who holds a valid Lease, where their heartbeats go."""
+        was_allowed = self.may_announce
+        self.may_announce = view.may_announce
+        self.leased = view.leased
+        addresses: dict[str, tuple[str, int]] = {}
+        for node, published in view.lease_annotations.items():
+            try:
+                addresses[node] = hostport.parse(published.get(HEARTBEAT_ANNOTATION, ""))
+            except ValueError:
+                continue  # no heartbeat address: never counted live (members hears nobody there)
+        self.members.set_addresses(addresses)
+        if view.may_announce and not was_allowed:
+            self.members.beat_now()
+
+    def live(self) -> set[str]:
+        out = {n for n in self.members.alive_peers() if n in self.leased}
+        if self.may_announce and not self.leaving:
+            out.add(self.node)
+        return out
+
+    # -- the decision ----------------------------------------------------------------------------
+
+    def _decide(self, view: View) -> dict[str, election.Announcement]:
+        """The election's answer now (address -> owner); why this node may not announce the rest
+        is left in ``self.not_eligible``."""
+        live = self.live()
+        metrics.live_speakers.set(len(live))
+        inputs: dict[str, Any] = {
+            "endpoints": view.endpoints,
+            "nodes": view.nodes,
+            "live": live,
+            "ads": view.config.l2_advertisements,
+            "pool_of": view.config.pool_of,
+            "pool_labels": view.config.pool_labels,
+        }
+        self.not_eligible = election.why_not_eligible(view.services, self.node, **inputs)
+        return election.elect(view.services, spread=self.spread, **inputs)
+
+    def _report_states(self, states: Mapping[str, str]) -> None:
+        """Log each address whose state changed (why it is not announced, if it is not) and count
+        addresses per state in onprem_lb_speaker_addresses{state}."""
+        for ip, state in sorted(states.items()):
+            before = self.states.get(ip)
+            if before == state:
+                continue
+            quiet = state == handover.NOT_OWNER or (before is None and state == handover.ANNOUNCING)
+            (log.debug if quiet else log.info)("%s: %s (was %s)", ip, state, before or "unknown")
+        counts: dict[str, int] = {}
+        for state in states.values():
+            counts[state] = counts.get(state, 0) + 1
+        for state in set(counts) | set(self._state_counts):
+            metrics.address_states.labels(state=state).set(counts.get(state, 0))
+        self._state_counts = counts
+        self.states = dict(states)
+
+    def _set(self, desired: Mapping[str, tuple[str, ...]], mine: Mapping[str, election.Announcement]) -> None:
+        added, removed = self.announcer.set_owned(desired)
+        for ip in added:
+            if ip not in self.current:
+                metrics.owner_changes.labels("taken").inc()
+                self.announced_once.add(ip)
+                log.info("announcing %s on %s", ip, ", ".join(self.announcer.interfaces_for(ip)) or "no interface")
+        for ip in removed:
+            metrics.owner_changes.labels("given_up").inc()
+            log.info("stopped announcing %s", ip)
+        new_current = {ip: mine.get(ip) or self.current[ip] for ip in desired}
+        for ip, ann in new_current.items():
+            if ip not in self.current:
+                for svc in ann.services:
+                    message = f'announcing from node "{self.node}" with protocol "layer2"'
+                    self._event(svc, "Normal", "nodeAssigned", message)
+        self.current = new_current
+        metrics.owned_addresses.set(len(self.current))
+        if added or removed:
+            self.members.beat_now()
+            self._status_dirty.set()
+        if self.releasing:
+            self._later(0.1)
+
+    async def _probe_then_take(self, ip: str, ann: election.Announcement) -> None:
+        self.probing.add(ip)
+        try:
+            other = await self.announcer.probe(ip, ann.interfaces)
+        finally:
+            self.probing.discard(ip)
+        if other:
+            metrics.conflicts.inc()
+            self.blocked[ip] = time.monotonic() + 30.0
+            log.warning("not announcing %s: host %s already answers for it", ip, other)
+            for svc in ann.services:
+                self._event(
+                    svc,
+                    "Warning",
+                    "AddressConflict",
+                    f"{ip} is already in use by another host (MAC {other}) on the network; not announced "
+                    "from this node. Remove the address from that host or from the pool; retrying in 30 s",
+                )
+            self._later(30.0)
+            return
+        self.announced_once.add(ip)
+        self._wake()
+
+    def _later(self, delay: float) -> None:
+        async def wake() -> None:
+            await asyncio.sleep(delay)
+            self._wake()
+
+        self._spawn(wake())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _touch(self, *_args: Any) -> None:
+        self._wake()
+
+    async def _link_watch(self, period: float = 5.0) -> None:
+        """Interfaces come and go (a VLAN added, a NIC replaced): follow them."""
+        while True:
+            await asyncio.sleep(period)
+            if self.announcer.resync_links():
+                log.info("interfaces changed: now %s", ", ".join(sorted(self.announcer.links)) or "(none)")
+                self._status_dirty.set()
+
+    # -- events and status -----------------------------------------------------------------------
+
+    def _event(self, svc_key: str, kind: str, reason: str, message: str) -> None:
+        ns, _, name = svc_key.partition("/")
+        self.events.record({"namespace": ns, "name": name}, kind, reason, message)
+
+    @staticmethod
+    def _convert_status(plain: dict[str, Any]) -> dict[str, Any] | None:
+        meta = plain.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if NODE_LABEL not in labels:
+            return None
+        return {"name": meta.get("name"), "labels": labels, "status": plain.get("status") or {}}
+
+    def _desired_statuses(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for ip, ann in self.current.items():
+            ifaces = self.announcer.interfaces_for(ip)
+            for svc in ann.services:
+                ns, _, name = svc.partition("/")
+                key = status_name(svc, self.node)
+                entry = out.setdefault(
+                    key,
+                    {
+                        "labels": {NODE_LABEL: self.node, SVC_NAME_LABEL: name, SVC_NS_LABEL: ns},
+                        "status": {"node": self.node, "serviceName": name, "serviceNamespace": ns, "interfaces": []},
+                    },
+                )
+                names = {i["name"] for i in entry["status"]["interfaces"]} | set(ifaces)
+                entry["status"]["interfaces"] = [{"name": n} for n in sorted(names)]
+        return out
+
+    async def _status_writer(self) -> None:
+        """ServiceL2Status objects: ours for what we announce; stale ones of dead nodes removed."""
+        while True:
+            await self._status_dirty.wait()
+            self._status_dirty.clear()
+            await asyncio.sleep(0.2)  # coalesce bursts
+            if not self.may_announce:
+                continue
+            try:
+                await self._write_statuses()
+            except (ApiError, *TRANSIENT) as exc:
+                log.warning("writing ServiceL2Status failed (%s); retrying", getattr(exc, "status", exc))
+                self._status_dirty.set()
+                await asyncio.sleep(1.0)
+
+    async def _write_statuses(self) -> None:
+        desired = self._desired_statuses()
+        live = self.live()
+        mine_services = {(e["labels"][SVC_NS_LABEL], e["labels"][SVC_NAME_LABEL]) for e in desired.values()}
+        for key, have in list(self.statuses.items.items()):
+            name = have["name"]
+            owner = have["labels"].get(NODE_LABEL)
+            svc = (have["labels"].get(SVC_NS_LABEL), have["labels"].get(SVC_NAME_LABEL))
+            stale_mine = owner == self.node and name not in desired
+            stale_dead = owner != self.node and owner not in live and svc in mine_services
+            if stale_mine or stale_dead:
+                with contextlib.suppress(ApiError):
+                    await self.client.delete(ServiceL2Status, name, namespace=self.namespace)
+                self.statuses.items.pop(key, None)
+        writes = [
+            self._write_status(name, entry, self.statuses.items.get(f"{self.namespace}/{name}"))
+            for name, entry in desired.items()
+        ]
+        limit = asyncio.Semaphore(8)  # a few requests in flight: 1,000 objects in seconds, not minutes
+
+        async def bounded(write: Any) -> None:
+            async with limit:
+                await write
+
+        results = await asyncio.gather(*(bounded(w) for w in writes), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
+
+    async def _write_status(self, name: str, entry: dict[str, Any], have: dict[str, Any] | None) -> None:
+        if have is None:
+            meta = ObjectMeta(name=name, namespace=self.namespace, labels=entry["labels"])
+            obj = ServiceL2Status(metadata=meta, spec={})
+            try:
+                await self.client.create(obj)
+            except ApiError as exc:
+                if exc.status.code != 409:
+                    raise
+        if have is None or have["status"] != entry["status"]:
+            await self.client.patch(
+                ServiceL2Status.Status,
+                name,
+                {"status": entry["status"]},
+                namespace=self.namespace,
+                patch_type=PatchType.MERGE,
+            )
+
+    async def _delete_own_statuses(self) -> None:
+        for have in list(self.statuses.items.values()):
+            if have["labels"].get(NODE_LABEL) == self.node:
+                with contextlib.suppress(ApiError, *TRANSIENT):
+                    await self.client.delete(ServiceL2Status, have["name"], namespace=self.namespace)
