@@ -72,9 +72,10 @@ def wait_allocated(core: client.CoreV1Api, n: int, timeout: float) -> None:
         time.sleep(1)
 
 
-def start_controller(kc: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    cmd = [sys.executable, "-m", "onprem_lb", "controller", "--kubeconfig", str(kc), "--metrics-address", ""]
+def start_controller(kc: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    # ONPREM_LB_SRC: another checkout's src/, to measure an earlier engine with the same bench
+    env = dict(os.environ, PYTHONPATH=os.environ.get("ONPREM_LB_SRC", str(REPO / "src")))
+    cmd = [sys.executable, "-m", "onprem_lb", "controller", "--kubeconfig", str(kc), "--metrics-address", "", *extra]
     return subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
 
 
@@ -166,7 +167,7 @@ def main() -> int:
         rebuilt = wait_log(log2, r"state rebuilt: (\d+) services, (\d+) addresses kept.*in ([0-9.]+) s", 120)
         wait_log(log2, "caught up", 120)
         resync_total = time.monotonic() - started
-        caught = re.search(r"caught up: (\d+) services reconciled in ([0-9.]+) s", log2.read_text())
+        caught = re.search(r"caught up: \d+ queue entries handled for (\d+) services in ([0-9.]+) s", log2.read_text())
         assert caught is not None
         moved = "assigned " in log2.read_text()
         rss_after = rss_mb(procs[1].pid)

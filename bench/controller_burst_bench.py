@@ -119,6 +119,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", default="current", help="the name this run is recorded under")
     parser.add_argument("--sizes", default="1000,5000", help="threaded burst sizes")
+    parser.add_argument("--controller-arg", action="append", default=[], help="passed to the controller (repeat)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="onprem-lb-burst-"))
     cp = workdir / "cp"
@@ -137,7 +138,7 @@ def main() -> int:
         api.configuration.connection_pool_maxsize = 16
         core = client.CoreV1Api(api)
         log = workdir / "controller.log"
-        proc = start_controller(kc, log)
+        proc = start_controller(kc, log, *args.controller_arg)
         wait_log(log, "caught up", 60)
         runs: dict[str, Any] = {}
         for size in (int(s) for s in args.sizes.split(",")):
@@ -151,6 +152,8 @@ def main() -> int:
             "date": time.strftime("%Y-%m-%d"),
             "load_average_1m_at_end": round(load, 2),
             "runs": runs,
+            "controller_args": args.controller_arg,
+            "engine_src": os.environ.get("ONPREM_LB_SRC", "this checkout"),
             "target": {"p99_s": 1.0},
             "met": all((r.get("p99_s") or 99) <= 1.0 for r in runs.values()),
         }

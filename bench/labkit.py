@@ -21,7 +21,7 @@ from kubernetes import client, config
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.integration.conftest import wait_for  # noqa: E402
+from tests.support.controlplane import wait_for  # noqa: E402
 from tests.support.lab import web_deployment  # noqa: E402
 
 __all__ = ["wait_for", "web_deployment"]  # for the benchmarks, with the helpers below

@@ -31,8 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.l2lab import CLIENT, L2PROBE, NODES, L2Lab, in_ns, metallb_first, service_manifest  # noqa: E402
-from tests.integration.conftest import wait_for  # noqa: E402
+from tests.support.controlplane import wait_for  # noqa: E402
+from tests.support.l2lab import CLIENT, L2PROBE, NODES, L2Lab, in_ns, metallb_first, service_manifest  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "speaker.json"
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.l2lab import NODES, L2Lab, service_manifest
-from tests.integration.conftest import REPO
+from tests.support.controlplane import REPO
+from tests.support.l2lab import NODES, L2Lab, service_manifest
 
 SEED000 = REPO / "tests" / "integration" / "seeds" / "seed000-config-pool.yaml"
 PYENV = Path.home() / ".pyenv" / "versions"

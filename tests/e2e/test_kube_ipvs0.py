@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import CRD_DIR, kubectl, run_controlplane
+from tests.support.controlplane import CRD_DIR, kubectl, run_controlplane
 
 REPO = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = REPO / "lab" / "nodes" / "containers.conf"

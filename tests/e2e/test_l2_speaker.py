@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.l2lab import CLIENT, L2PROBE, NODES, L2Lab, in_ns, metallb_first, service_manifest
-from tests.integration.conftest import wait_for
+from tests.support.controlplane import wait_for
+from tests.support.l2lab import CLIENT, L2PROBE, NODES, L2Lab, in_ns, metallb_first, service_manifest
 
 pytestmark = [
     pytest.mark.skipif(

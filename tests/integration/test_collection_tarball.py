@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.conftest import REPO
+from tests.support.controlplane import REPO
 
 VERSION = yaml.safe_load((REPO / "galaxy.yml").read_text())["version"]
 BIN = Path(sys.executable).parent

@@ -13,7 +13,14 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .conftest import REPO, ControlPlane, controlplane_bin_dir, pinned_versions, run_controlplane, wait_established
+from tests.support.controlplane import (
+    REPO,
+    ControlPlane,
+    controlplane_bin_dir,
+    pinned_versions,
+    run_controlplane,
+    wait_established,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import yaml
 
 from onprem_lb import legacy
 from onprem_lb.config import config_from_objects
-from tests.integration.conftest import ControlPlane, kubectl
+from tests.support.controlplane import ControlPlane, kubectl
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "corpus" / "metallb"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from ansible_collections.onprem.ingress.plugins.filter.ingress_objects import ingress_objects
 
-from tests.integration.conftest import ControlPlane, kubectl
+from tests.support.controlplane import ControlPlane, kubectl
 from tests.unit.test_filters_ingress import BASE, VARIANTS
 
 

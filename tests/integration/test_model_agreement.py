@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from .conftest import ControlPlane, LbController, kubectl, wait_for
-from .test_controller import ensure_namespace, ips, lb_service, wait_event, wait_ips
-from .test_pool_modules import run_module
+from tests.support.ansible import run_module
+from tests.support.controlplane import ControlPlane, LbController, kubectl, wait_for
+from tests.support.services import ensure_namespace, ips, lb_service, wait_event, wait_ips
 
 pytestmark = pytest.mark.integration
 

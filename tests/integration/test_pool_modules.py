@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,25 +12,13 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .conftest import ControlPlane
+from tests.support.ansible import run_module
+from tests.support.controlplane import ControlPlane
 
 pytestmark = pytest.mark.integration
 
 POOL_NS = "metallb-system"
 SEEDS = Path(__file__).resolve().parent / "seeds"
-
-
-def run_module(module: str, args: dict[str, Any], *, check: bool = False, diff: bool = False) -> dict[str, Any]:
-    """One module call through `ansible` (ad hoc), result as JSON."""
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
-    cmd = ["ansible", "localhost", "-c", "local", "-m", f"onprem.ingress.{module}", "-a", json.dumps(args)]
-    cmd += ["--check"] * check + ["--diff"] * diff
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, check=False)
-    try:
-        report = json.loads(out.stdout)
-    except json.JSONDecodeError:
-        raise AssertionError(f"no JSON from ansible: {out.stdout[-2000:]} {out.stderr[-2000:]}") from None
-    return report["plays"][0]["tasks"][0]["hosts"]["localhost"]  # type: ignore[no-any-return]
 
 
 # -- lb_pool: pure validation --------------------------------------------------------------------

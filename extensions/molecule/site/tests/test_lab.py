@@ -21,7 +21,7 @@ import pytest
 
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[4]))
 sys.path.insert(0, str(REPO))
-from tests.integration.conftest import wait_for  # noqa: E402
+from tests.support.controlplane import wait_for  # noqa: E402
 from tests.support.lab import web_deployment  # noqa: E402
 
 LAB_DIR = Path(os.environ.get("ONPREM_LAB_DIR", REPO / ".cache/molecule-lab/site"))

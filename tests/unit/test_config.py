@@ -13,6 +13,7 @@ from onprem_lb.config import (
     BGPPeer,
     ConfigSnapshot,
     ObjectRef,
+    build_config,
     community_problem,
     config_from_objects,
     parse_duration,
@@ -230,3 +231,40 @@ def test_any_objects_give_a_snapshot_with_a_condition_for_each(objects: list[dic
     assert named <= set(snap.conditions)
     for ref, c in snap.conditions.items():
         assert c.status in ("True", "False") and c.reason and c.message, ref
+
+
+def _pool(name: str, addresses: list[str], created: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "ns", "creationTimestamp": created},
+        "spec": {"addresses": addresses},
+    }
+
+
+def test_config_snapshot_older_pool_wins_an_overlap_and_bad_pools_are_reported() -> None:
+    snap = build_config(
+        [
+            _pool("newer", ["192.0.2.8/29"], "2026-01-02T00:00:00Z"),
+            _pool("older", ["192.0.2.0/28"], "2026-01-01T00:00:00Z"),
+            _pool("broken", ["192.0.2.40-192.0.2.30"], "2026-01-03T00:00:00Z"),
+            _pool("fine", ["2001:db8::/64"], "2026-01-04T00:00:00Z"),
+        ],
+        l2_advertisements=[{"metadata": {"name": "l2", "namespace": "ns"}, "spec": {"ipAddressPools": ["x"]}}],
+        bgp_advertisements=[{"metadata": {"name": "bgp", "namespace": "ns"}, "spec": {}}],
+    )
+    assert [p.name for p in snap.pools] == ["older", "fine"]
+    newer = snap.conditions[ObjectRef("IPAddressPool", "ns", "newer")]
+    assert (newer.status, newer.reason) == ("False", "Overlap")
+    assert "192.0.2.8/29 are also in the older pool 'older'" in newer.message
+    assert snap.conditions[ObjectRef("IPAddressPool", "ns", "broken")].reason == "InvalidAddresses"
+    assert (
+        snap.conditions[ObjectRef("IPAddressPool", "ns", "fine")].message
+        == "a pool of more than 9223372036854775807 IPv6 addresses, in use for allocation"
+    )
+    l2 = snap.conditions[ObjectRef("L2Advertisement", "ns", "l2")]
+    assert l2.reason == "UnknownPool" and "'x'" in l2.message and "broken, fine, newer, older" in l2.message
+    assert snap.conditions[ObjectRef("BGPAdvertisement", "ns", "bgp")].status == "True"
+    assert set(snap.problems()) == {
+        ObjectRef("IPAddressPool", "ns", "newer"),
+        ObjectRef("IPAddressPool", "ns", "broken"),
+        ObjectRef("L2Advertisement", "ns", "l2"),
+    }

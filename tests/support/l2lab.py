@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import CRD_DIR, REPO, SRC, kubectl, run_controlplane, stop_process, wait_for
+from tests.support.controlplane import CRD_DIR, REPO, SRC, kubectl, run_controlplane, stop_process, wait_for
 
 NETLAB = REPO / "lab" / "bin" / "netlab"
 L2PROBE = REPO / "lab" / "bin" / "l2probe"
