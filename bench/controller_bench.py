@@ -12,6 +12,7 @@ Run: .venv/bin/python bench/controller_bench.py  (about 3 minutes on 2 cores)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -126,89 +128,104 @@ def latency_run(core: client.CoreV1Api, count: int) -> list[float]:
     return sorted((seen[n] - created[n]) * 1000 for n in created if n in seen)
 
 
-def main() -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="onprem-lb-bench-"))
+@contextlib.contextmanager
+def bench_cluster(prefix: str) -> Iterator[tuple[Path, Path, client.CoreV1Api]]:
+    """A control plane of the bench's own with the metallb.io CRDs and one /16 pool (10.200.0.0/16):
+    (work directory, kubeconfig, a client). Stopped and purged at the end."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     cp = workdir / "cp"
     subprocess.run([str(CONTROLPLANE), "up", "--dir", str(cp)], check=True, capture_output=True, timeout=300)
     kc = cp / "admin.kubeconfig"
-    procs: list[subprocess.Popen[bytes]] = []
     try:
         kubectl(kc, "apply", "-f", str(REPO / "roles" / "lb_controller" / "files" / "crds"))
         time.sleep(2)
         kubectl(kc, "create", "namespace", "metallb-system")
-        kubectl(kc, "create", "namespace", NS)
-        pool = (
-            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: bulk, namespace: metallb-system}\n"
-        )
-        pool += "spec: {addresses: [10.200.0.0/16]}\n"
+        pool = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\n"
+        pool += "metadata: {name: bulk, namespace: metallb-system}\nspec: {addresses: [10.200.0.0/16]}\n"
         (workdir / "pool.yaml").write_text(pool)
         kubectl(kc, "apply", "-f", str(workdir / "pool.yaml"))
         api = config.new_client_from_config(config_file=str(kc))
         api.configuration.connection_pool_maxsize = 16
-        core = client.CoreV1Api(api)
-        log1 = workdir / "controller-1.log"
-        procs.append(start_controller(kc, log1))
-        wait_log(log1, "caught up", 60)
-
-        t0 = time.monotonic()
-        create_many(core, [f"pre-{i:05d}" for i in range(5000)])
-        wait_allocated(core, 5000, 300)
-        prefill_s = time.monotonic() - t0
-        lat = latency_run(core, 200)
-        create_many(core, [f"pre-{i:05d}" for i in range(5000, 9800)])
-        wait_allocated(core, 10000, 400)
-        rss_before_restart = rss_mb(procs[0].pid)
-
-        procs[0].send_signal(signal.SIGTERM)
-        procs[0].wait(30)
-        log2 = workdir / "controller-2.log"
-        started = time.monotonic()
-        procs.append(start_controller(kc, log2))
-        rebuilt = wait_log(log2, r"state rebuilt: (\d+) services, (\d+) addresses kept.*in ([0-9.]+) s", 120)
-        wait_log(log2, "caught up", 120)
-        resync_total = time.monotonic() - started
-        caught = re.search(r"caught up: \d+ queue entries handled for (\d+) services in ([0-9.]+) s", log2.read_text())
-        assert caught is not None
-        moved = "assigned " in log2.read_text()
-        rss_after = rss_mb(procs[1].pid)
-
-        result = {
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-            "date": time.strftime("%Y-%m-%d"),
-            "prefill_5000_services_s": round(prefill_s, 1),
-            "create_to_status_ms": {
-                "samples": len(lat),
-                "p50": round(statistics.median(lat), 1),
-                "p99": round(lat[int(len(lat) * 0.99) - 1], 1),
-                "max": round(lat[-1], 1),
-                "background_services": 5000,
-            },
-            "resync_10000": {
-                "process_start_to_caught_up_s": round(resync_total, 2),
-                "list_and_restore_s": float(rebuilt.group(3)),
-                "addresses_kept": int(rebuilt.group(2)),
-                "reconcile_all_s": float(caught.group(2)),
-                "addresses_moved": moved,
-            },
-            "rss_mb": {"after_10000_allocations": rss_before_restart, "after_resync_10000": rss_after},
-            "targets": {"p99_ms": 100, "resync_s": 10, "rss_mb": 150},
-        }
-        result["met"] = {
-            "p99": result["create_to_status_ms"]["p99"] < 100,  # type: ignore[index]
-            "resync": resync_total < 10,
-            "rss": max(rss_before_restart["VmHWM"], rss_after["VmHWM"]) < 150,
-        }
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-        print(json.dumps(result, indent=2))
-        return 0
+        yield workdir, kc, client.CoreV1Api(api)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                p.wait(30)
         subprocess.run(
             [str(CONTROLPLANE), "down", "--purge", "--dir", str(cp)], capture_output=True, timeout=120, check=False
         )
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            p.wait(30)
+
+
+def main() -> int:
+    with bench_cluster("onprem-lb-bench-") as (workdir, kc, core):
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            return _run(workdir, kc, core, procs)
+        finally:
+            stop_all(procs)
+
+
+def _run(workdir: Path, kc: Path, core: client.CoreV1Api, procs: list[subprocess.Popen[bytes]]) -> int:
+    kubectl(kc, "create", "namespace", NS)
+    log1 = workdir / "controller-1.log"
+    procs.append(start_controller(kc, log1))
+    wait_log(log1, "caught up", 60)
+
+    t0 = time.monotonic()
+    create_many(core, [f"pre-{i:05d}" for i in range(5000)])
+    wait_allocated(core, 5000, 300)
+    prefill_s = time.monotonic() - t0
+    lat = latency_run(core, 200)
+    create_many(core, [f"pre-{i:05d}" for i in range(5000, 9800)])
+    wait_allocated(core, 10000, 400)
+    rss_before_restart = rss_mb(procs[0].pid)
+
+    procs[0].send_signal(signal.SIGTERM)
+    procs[0].wait(30)
+    log2 = workdir / "controller-2.log"
+    started = time.monotonic()
+    procs.append(start_controller(kc, log2))
+    rebuilt = wait_log(log2, r"state rebuilt: (\d+) services, (\d+) addresses kept.*in ([0-9.]+) s", 120)
+    wait_log(log2, "caught up", 120)
+    resync_total = time.monotonic() - started
+    caught = re.search(r"caught up: \d+ queue entries handled for (\d+) services in ([0-9.]+) s", log2.read_text())
+    assert caught is not None
+    moved = "assigned " in log2.read_text()
+    rss_after = rss_mb(procs[1].pid)
+
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "prefill_5000_services_s": round(prefill_s, 1),
+        "create_to_status_ms": {
+            "samples": len(lat),
+            "p50": round(statistics.median(lat), 1),
+            "p99": round(lat[int(len(lat) * 0.99) - 1], 1),
+            "max": round(lat[-1], 1),
+            "background_services": 5000,
+        },
+        "resync_10000": {
+            "process_start_to_caught_up_s": round(resync_total, 2),
+            "list_and_restore_s": float(rebuilt.group(3)),
+            "addresses_kept": int(rebuilt.group(2)),
+            "reconcile_all_s": float(caught.group(2)),
+            "addresses_moved": moved,
+        },
+        "rss_mb": {"after_10000_allocations": rss_before_restart, "after_resync_10000": rss_after},
+        "targets": {"p99_ms": 100, "resync_s": 10, "rss_mb": 150},
+    }
+    result["met"] = {
+        "p99": result["create_to_status_ms"]["p99"] < 100,  # type: ignore[index]
+        "resync": resync_total < 10,
+        "rss": max(rss_before_restart["VmHWM"], rss_after["VmHWM"]) < 150,
+    }
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 if __name__ == "__main__":

@@ -19,17 +19,15 @@ import argparse
 import json
 import os
 import platform
-import signal
 import subprocess
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from controller_bench import CONTROLPLANE, REPO, kubectl, service, start_controller, wait_log
-from kubernetes import client, config, watch
+from controller_bench import REPO, bench_cluster, kubectl, service, start_controller, stop_all, wait_log
+from kubernetes import client, watch
 
 RESULTS = REPO / "bench" / "results" / "controller-burst.json"
 
@@ -121,54 +119,42 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000,5000", help="threaded burst sizes")
     parser.add_argument("--controller-arg", action="append", default=[], help="passed to the controller (repeat)")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="onprem-lb-burst-"))
-    cp = workdir / "cp"
-    subprocess.run([str(CONTROLPLANE), "up", "--dir", str(cp)], check=True, capture_output=True, timeout=300)
-    kc = cp / "admin.kubeconfig"
-    proc = None
-    try:
-        kubectl(kc, "apply", "-f", str(REPO / "roles" / "lb_controller" / "files" / "crds"))
-        time.sleep(2)
-        kubectl(kc, "create", "namespace", "metallb-system")
-        pool = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\n"
-        pool += "metadata: {name: bulk, namespace: metallb-system}\nspec: {addresses: [10.200.0.0/16]}\n"
-        (workdir / "pool.yaml").write_text(pool)
-        kubectl(kc, "apply", "-f", str(workdir / "pool.yaml"))
-        api = config.new_client_from_config(config_file=str(kc))
-        api.configuration.connection_pool_maxsize = 16
-        core = client.CoreV1Api(api)
-        log = workdir / "controller.log"
-        proc = start_controller(kc, log, *args.controller_arg)
-        wait_log(log, "caught up", 60)
-        runs: dict[str, Any] = {}
-        for size in (int(s) for s in args.sizes.split(",")):
-            runs[f"threaded_{size}"] = threaded_burst(core, f"burst-{size}", size)
-            print(json.dumps({f"threaded_{size}": runs[f"threaded_{size}"]}), flush=True)
-        runs["kubectl_apply_1000_with_endpointslices"] = apply_burst(core, kc, workdir, "apply-1000", 1000)
-        print(json.dumps({"apply": runs["kubectl_apply_1000_with_endpointslices"]}), flush=True)
-        load = os.getloadavg()[0]
-        record = {
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-            "date": time.strftime("%Y-%m-%d"),
-            "load_average_1m_at_end": round(load, 2),
-            "runs": runs,
-            "controller_args": args.controller_arg,
-            "engine_src": os.environ.get("ONPREM_LB_SRC", "this checkout"),
-            "target": {"p99_s": 1.0},
-            "met": all((r.get("p99_s") or 99) <= 1.0 for r in runs.values()),
-        }
-        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-        results[args.label] = record
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-        print(json.dumps(record, indent=2))
-        return 0
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
-        subprocess.run(
-            [str(CONTROLPLANE), "down", "--purge", "--dir", str(cp)], capture_output=True, timeout=120, check=False
-        )
+    with bench_cluster("onprem-lb-burst-") as (workdir, kc, core):
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            return _run(args, workdir, kc, core, procs)
+        finally:
+            stop_all(procs)
+
+
+def _run(
+    args: argparse.Namespace, workdir: Path, kc: Path, core: client.CoreV1Api, procs: list[subprocess.Popen[bytes]]
+) -> int:
+    log = workdir / "controller.log"
+    procs.append(start_controller(kc, log, *args.controller_arg))
+    wait_log(log, "caught up", 60)
+    runs: dict[str, Any] = {}
+    for size in (int(s) for s in args.sizes.split(",")):
+        runs[f"threaded_{size}"] = threaded_burst(core, f"burst-{size}", size)
+        print(json.dumps({f"threaded_{size}": runs[f"threaded_{size}"]}), flush=True)
+    runs["kubectl_apply_1000_with_endpointslices"] = apply_burst(core, kc, workdir, "apply-1000", 1000)
+    print(json.dumps({"apply": runs["kubectl_apply_1000_with_endpointslices"]}), flush=True)
+    load = os.getloadavg()[0]
+    record = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "load_average_1m_at_end": round(load, 2),
+        "runs": runs,
+        "controller_args": args.controller_arg,
+        "engine_src": os.environ.get("ONPREM_LB_SRC", "this checkout"),
+        "target": {"p99_s": 1.0},
+        "met": all((r.get("p99_s") or 99) <= 1.0 for r in runs.values()),
+    }
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[args.label] = record
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
