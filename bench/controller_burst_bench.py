@@ -45,16 +45,20 @@ class Watcher:
             w = watch.Watch()
             rv = core.list_namespaced_service(ns, limit=1).metadata.resource_version
             ready.set()
-            for ev in w.stream(core.list_namespaced_service, ns, resource_version=rv, timeout_seconds=900):
-                now = time.perf_counter()
-                obj = ev["object"]
-                name = obj.metadata.name
-                if ev["type"] == "ADDED":
-                    self.added.setdefault(name, now)
-                if obj.status.load_balancer.ingress:
-                    self.allocated.setdefault(name, now)
-                if self._stop.is_set():
-                    w.stop()
+            try:
+                for ev in w.stream(core.list_namespaced_service, ns, resource_version=rv, timeout_seconds=900):
+                    now = time.perf_counter()
+                    obj = ev["object"]
+                    name = obj.metadata.name
+                    if ev["type"] == "ADDED":
+                        self.added.setdefault(name, now)
+                    if obj.status.load_balancer.ingress:
+                        self.allocated.setdefault(name, now)
+                    if self._stop.is_set():
+                        w.stop()
+            except Exception:  # the control plane going away at the end; what was seen is kept
+                if not self._stop.is_set():
+                    raise
 
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()

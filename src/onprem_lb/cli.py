@@ -149,8 +149,8 @@ def _parser() -> argparse.ArgumentParser:
     ctl.add_argument(
         "--max-writes",
         type=writes,
-        default=4,
-        help="Service writes in flight at once, 1 to 64 (default 4): decisions stay in order, writes overlap",
+        default=8,
+        help="Service writes in flight at once, 1 to 64 (default 8): decisions stay in order, writes overlap",
     )
     _daemon_args(ctl, metrics_port=7472)
 

@@ -303,6 +303,7 @@ def test_restart_with_1000_services_moves_nothing(core: client.CoreV1Api, lb_con
     assert first.stop() == 0
     second = lb_controller(*args)
     second.wait_log("1000 addresses kept")
+    second.wait_log("caught up: ")  # said once the queue is empty and no write is in flight
     time.sleep(3)  # every Service has been reconciled by now (a no-op each)
     after = _addresses(core, namespace)
     moved = {k: (before[k], after[k]) for k in before if before[k] != after[k]}

@@ -113,7 +113,7 @@ class Controller:
         lb_class: str | None = None,
         identity: str = COMPONENT,
         status_interval: float = 1.0,
-        max_writes: int = 4,
+        max_writes: int = 8,
     ) -> None:
         self.client = client
         self.elector = elector
@@ -287,10 +287,12 @@ class Controller:
             self.ready.set()
             tasks.append(asyncio.create_task(self._status_writer(), name="status"))
             worker = asyncio.create_task(self._worker(), name="worker")
+            done, _ = await asyncio.wait([worker, *tasks], return_when=asyncio.FIRST_COMPLETED)
             tasks.append(worker)
-            # the worker returns when leadership is lost; a crashed task ends the term with its
-            # exception, logged by the caller
-            await first(worker, *tasks[:-1])
+            # the worker or the status writer returns when leadership is lost (the term ends); a
+            # crashed task ends the term with its exception, logged by the caller
+            for task in done:
+                task.result()
         finally:
             for task in tasks:
                 task.cancel()
@@ -307,12 +309,24 @@ class Controller:
         One Service never has two reconciles in flight (a key that changes meanwhile is taken
         again when its write ends), so its writes cannot arrive out of order.
         """
-        began, caught_up, handled = time.monotonic(), False, 0
+        began, handled = time.monotonic(), [0]
+        caught_up = False
         slots = asyncio.Semaphore(self.max_writes)
         inflight: dict[str, asyncio.Task[None]] = {}
         again: set[str] = set()
         lost = asyncio.Event()
         crashed: list[BaseException] = []
+
+        def check_caught_up() -> None:
+            nonlocal caught_up
+            if not caught_up and self.queue.empty() and not inflight:
+                caught_up = True
+                log.info(
+                    "caught up: %d queue entries handled for %d services in %.2f s",
+                    handled[0],
+                    len(self.services.items),
+                    time.monotonic() - began,
+                )
 
         def finished(key: str, task: asyncio.Task[None]) -> None:
             inflight.pop(key, None)
@@ -325,21 +339,15 @@ class Controller:
             if key in again:
                 again.discard(key)
                 self.enqueue(key)
+            check_caught_up()
 
         try:
             while not lost.is_set():
-                if not caught_up and self.queue.empty() and not inflight:
-                    caught_up = True
-                    log.info(
-                        "caught up: %d queue entries handled for %d services in %.2f s",
-                        handled,
-                        len(self.services.items),
-                        time.monotonic() - began,
-                    )
+                check_caught_up()
                 key = await _next_or(self.queue, lost)
                 if key is None:
                     break
-                handled += 1
+                handled[0] += 1
                 self.queued.discard(key)
                 if key == CONFIG_KEY:
                     self._rebuild_config()
@@ -567,7 +575,7 @@ async def run_controller(
     namespace: str,
     lb_class: str | None,
     stop: asyncio.Event,
-    max_writes: int = 4,
+    max_writes: int = 8,
 ) -> None:
     """Lead, or wait to lead; run one Controller per leadership term; stop cleanly on ``stop``."""
     stopping = asyncio.create_task(stop.wait())
