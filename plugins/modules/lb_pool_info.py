@@ -19,7 +19,7 @@ description:
     balancer actually gave it.
   - Counts are those the pools' C(status) shows, so the two never disagree; past 2^63-1 (an IPv6
     /64 holds 2^64) they stop at 2^63-1, the largest number Kubernetes stores.
-  - Pools are read as the onprem-lb controller reads them (the same code): on overlap the older
+  - Pools are read as the onprem-lb controller reads them (the same code). On overlap the older
     pool keeps its addresses and the newer one is reported as ignored, with the reason; an
     invalid pool is reported, not a failure. Only Services of O(lb_class) hold addresses.
 author:
