@@ -27,7 +27,7 @@ def events(core: client.CoreV1Api, ns: str, name: str) -> list[tuple[str, str, s
 
 def wait_event(core: client.CoreV1Api, ns: str, name: str, reason: str, text: str = "") -> str:
     def found() -> str:
-        return next((m for r, m, _ in events(core, ns, name) if r == reason and text in m), "")
+        return next((m for r, m, _who in events(core, ns, name) if r == reason and text in m), "")
 
     return wait_for(f"{reason} event on {ns}/{name}", found, 20)
 
