@@ -1,7 +1,8 @@
 """The onprem-lb controller: addresses for LoadBalancer Services from the IPAddressPools.
 
-One worker serialises every decision (the allocator is the single source of truth while this
-process leads); API writes are idempotent merge patches, retried with backoff. On start, and
+One worker makes every decision, in queue order (the allocator is the single source of truth
+while this process leads); the API writes of different Services overlap, a few at a time, and
+are idempotent merge patches, retried with backoff. On start, and
 on every new leadership term, the allocator is rebuilt from the addresses Services already
 show in their status before anything new is allocated: a restart never moves an address.
 """
