@@ -141,18 +141,16 @@ def main() -> None:
     except ClusterError as exc:
         module.fail_json(msg=str(exc))
 
-    lb_class = module.params["lb_class"]
-    if existing is not None and not handles(existing, lb_class):
-        spec = existing.get("spec") or {}
-        why = (
-            f"is of type {spec.get('type')}, not LoadBalancer"
-            if spec.get("type") != "LoadBalancer"
-            else f"has loadBalancerClass {spec.get('loadBalancerClass')!r}"
-        )
+    lb_class = module.params["lb_class"] or None
+    # A Service of another type is asked about as it will be once it is a LoadBalancer (a role
+    # switching it over pins its address first); one of another load-balancer class is not ours.
+    spec = (existing or {}).get("spec") or {}
+    other_class = spec.get("loadBalancerClass") or None
+    if existing is not None and spec.get("type") == "LoadBalancer" and other_class != lb_class:
         serves = f"class {lb_class!r}" if lb_class else "no loadBalancerClass (the default load balancer)"
         module.fail_json(
-            msg=f"Service {namespace}/{name} {why}; the controller asked about serves Services of {serves}. "
-            "Set lb_class to the Service's class, or change the Service"
+            msg=f"Service {namespace}/{name} has loadBalancerClass {other_class!r}; the controller asked about serves "
+            f"Services of {serves}. Set lb_class to the Service's class, or change the Service"
         )
     if module.params["reserve"] and existing is None:
         module.fail_json(msg=f"Service {namespace}/{name} does not exist; create it before reserving an address for it")
@@ -179,7 +177,7 @@ def main() -> None:
             lb_class=lb_class,
             ignored=config.ignored_pools(),
         )
-        held = held_addresses(existing) if existing else []
+        held = held_addresses(existing) if existing and handles(existing, lb_class) else []
         request = request_from_service(manifest, ns_labels.get(namespace))
         if held:
             try:

@@ -123,6 +123,11 @@ def test_modules_and_controller_agree(
         other = run_module("lb_address", {"kubeconfig": kc, "pool_namespace": pool_ns["a"],
                                           "lb_class": CLASSES["a"], "service": f"{namespace}/b0"})  # fmt: skip
         assert other["failed"] and "has loadBalancerClass 'onprem.test/agree-b'" in other["msg"], other
+        # a ClusterIP Service is answered for as it will be once it is a LoadBalancer of this class
+        core.create_namespaced_service(namespace, {"metadata": {"name": "later"}, "spec": {"ports": [{"port": 80}]}})
+        later = run_module("lb_address", {"kubeconfig": kc, "pool_namespace": pool_ns["a"],
+                                          "lb_class": CLASSES["a"], "service": f"{namespace}/later"})  # fmt: skip
+        assert not later.get("failed") and later["addresses"] == ["10.251.0.4"] and not later["held"], (later.get("msg"), later.get("module_stderr"))
         assert ips(core, namespace, "plain") == []
     finally:
         for ns in pool_ns.values():
