@@ -143,25 +143,17 @@ class Controller:
         self.namespaces: Informer[dict[str, str]] = Informer(
             client, Namespace, namespace_labels, self._namespace_changed, namespace=None, name="namespaces"
         )
-        self.pools: Informer[dict[str, Any]] = Informer(
-            client, IPAddressPool, slim_config_object, self._config_changed, namespace=namespace, name="ipaddresspools"
-        )
-        self.l2ads: Informer[dict[str, Any]] = Informer(
-            client, L2Advertisement, slim_config_object, self._config_changed, namespace=namespace, name="l2ads"
-        )
-        self.bgpads: Informer[dict[str, Any]] = Informer(
-            client, BGPAdvertisement, slim_config_object, self._config_changed, namespace=namespace, name="bgpads"
-        )
+
+        def config_objects(resource: Any, name: str) -> Informer[dict[str, Any]]:
+            return Informer(client, resource, slim_config_object, self._config_changed, namespace=namespace, name=name)
+
+        self.pools = config_objects(IPAddressPool, "ipaddresspools")
+        self.l2ads = config_objects(L2Advertisement, "l2ads")
+        self.bgpads = config_objects(BGPAdvertisement, "bgpads")
         # read for the advertisements' references (peers, community aliases) and the peers' BFD profiles
-        self.peers: Informer[dict[str, Any]] = Informer(
-            client, BGPPeer, slim_config_object, self._config_changed, namespace=namespace, name="bgppeers"
-        )
-        self.communities: Informer[dict[str, Any]] = Informer(
-            client, Community, slim_config_object, self._config_changed, namespace=namespace, name="communities"
-        )
-        self.bfd_profiles: Informer[dict[str, Any]] = Informer(
-            client, BFDProfile, slim_config_object, self._config_changed, namespace=namespace, name="bfdprofiles"
-        )
+        self.peers = config_objects(BGPPeer, "bgppeers")
+        self.communities = config_objects(Community, "communities")
+        self.bfd_profiles = config_objects(BFDProfile, "bfdprofiles")
 
     # -- queue -----------------------------------------------------------------------------------
 
