@@ -127,7 +127,8 @@ def test_modules_and_controller_agree(
         core.create_namespaced_service(namespace, {"metadata": {"name": "later"}, "spec": {"ports": [{"port": 80}]}})
         later = run_module("lb_address", {"kubeconfig": kc, "pool_namespace": pool_ns["a"],
                                           "lb_class": CLASSES["a"], "service": f"{namespace}/later"})  # fmt: skip
-        assert not later.get("failed") and later["addresses"] == ["10.251.0.4"] and not later["held"], (later.get("msg"), later.get("module_stderr"))
+        assert not later.get("failed"), later.get("msg")
+        assert later["addresses"] == ["10.251.0.4"] and not later["held"], later
         assert ips(core, namespace, "plain") == []
     finally:
         for ns in pool_ns.values():
