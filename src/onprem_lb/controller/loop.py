@@ -24,7 +24,8 @@ from lightkube.resources.core_v1 import Namespace, Service
 from lightkube.types import PatchType
 
 from onprem_lb import ipam, metrics
-from onprem_lb.config import READY, Condition, ConfigSnapshot, ObjectRef, build_config
+from onprem_lb.config import ConfigSnapshot, build_config
+from onprem_lb.controller.status import ConfigStatus
 from onprem_lb.k8s import (
     TRANSIENT,
     BFDProfile,
@@ -129,13 +130,12 @@ class Controller:
         self.queued: set[str] = set()
         self.retries: dict[str, int] = {}
         self.last_event: dict[str, tuple[str, str]] = {}
-        self.config_events: dict[ObjectRef, Condition] = {}
-        self.written_status: dict[str, dict[str, Any]] = {}
         self.status_dirty = True
         self._write_failures = RepeatedFailure(log, "writing a Service")
         self._status_failures = RepeatedFailure(log, "writing pool and advertisement status")
         # a few senders: in a burst every Service gets an Event, which must not trail far behind its status
         self.events = EventRecorder(client, COMPONENT, identity, may_write=self._may_write, senders=4, maxsize=10000)
+        self.config_status = ConfigStatus(client, self.events, self._check_leader)
         self.ready = asyncio.Event()
         self.services: Informer[dict[str, Any]] = Informer(
             client, Service, slim_service, self._service_changed, name="services"
@@ -449,7 +449,7 @@ class Controller:
                 continue
             self.status_dirty = False
             try:
-                await self.write_config_status()
+                await self.config_status.write(self._config_objects(), self.snapshot, self.allocator)
             except NotLeader:
                 return
             except (ApiError, *TRANSIENT) as exc:
@@ -459,30 +459,7 @@ class Controller:
             else:
                 self._status_failures.ok()
 
-    def _desired_status(self, ref: ObjectRef) -> dict[str, Any]:
-        cond = self.snapshot.conditions.get(ref)
-        status: dict[str, Any] = {}
-        if ref.kind == "IPAddressPool":
-            usable = ref.name in self.allocator.pools
-            if usable:
-                usage = self.allocator.usage(ref.name)
-                shown = usage.shown()
-                for fam in ("IPv4", "IPv6"):
-                    status[f"assigned{fam}"] = shown["used"][fam]
-                    status[f"available{fam}"] = shown["free"][fam]
-                    metrics.addresses_total.labels(pool=ref.name, family=fam).set(usage.size[fam])
-                    metrics.addresses_in_use.labels(pool=ref.name, family=fam).set(usage.used[fam])
-            else:
-                for fam in ("IPv4", "IPv6"):
-                    status[f"assigned{fam}"] = 0
-                    status[f"available{fam}"] = 0
-        if cond is not None:
-            status["conditions"] = [
-                {"type": READY, "status": cond.status, "reason": cond.reason, "message": cond.message}
-            ]
-        return status
-
-    async def write_config_status(self) -> None:
+    def _config_objects(self) -> list[tuple[str, Any, dict[str, Any]]]:
         objects: list[tuple[str, Any, dict[str, Any]]]
         objects = [("IPAddressPool", IPAddressPool, o) for o in self.pools.items.values()]
         objects += [("L2Advertisement", L2Advertisement, o) for o in self.l2ads.items.values()]
@@ -491,43 +468,7 @@ class Controller:
         # no status subresource (as in MetalLB): a problem is told by a Warning Event only
         objects += [("Community", None, o) for o in self.communities.items.values()]
         objects += [("BFDProfile", None, o) for o in self.bfd_profiles.items.values()]
-        for kind, resource, obj in objects:
-            meta = obj["metadata"]
-            ref = ObjectRef(kind, meta["namespace"], meta["name"])
-            desired = self._desired_status(ref)
-            cache_key = f"{kind}/{meta['uid']}"
-            previous = self.written_status.get(cache_key)
-            if previous is not None and _same_status(previous, desired):
-                continue
-            for cond in desired.get("conditions", []):
-                old = {c["type"]: c for c in (previous or {}).get("conditions", [])}.get(cond["type"])
-                if old is not None and old["status"] == cond["status"]:
-                    cond["lastTransitionTime"] = old["lastTransitionTime"]
-                else:
-                    cond["lastTransitionTime"] = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
-                cond["observedGeneration"] = meta.get("generation") or 0
-            self._check_leader()
-            if resource is not None:
-                await self.client.patch(
-                    resource.Status,
-                    meta["name"],
-                    {"status": desired},
-                    namespace=meta["namespace"],
-                    patch_type=PatchType.MERGE,
-                )
-            self.written_status[cache_key] = desired
-            cond_obj = self.snapshot.conditions.get(ref)
-            noteworthy = cond_obj is not None and (cond_obj.status != "True" or cond_obj.warning)
-            if cond_obj is not None and noteworthy and self.config_events.get(ref) != cond_obj:
-                self.config_events[ref] = cond_obj
-                api_version = "metallb.io/v1beta2" if kind == "BGPPeer" else "metallb.io/v1beta1"
-                self.events.record(
-                    meta, "Warning", cond_obj.reason, cond_obj.message, kind=kind, api_version=api_version
-                )
-                what = "ignored" if cond_obj.status != "True" else "used"
-                log.warning("%s %s/%s %s: %s", kind, ref.namespace, ref.name, what, cond_obj.message)
-            elif cond_obj is not None and not noteworthy:
-                self.config_events.pop(ref, None)
+        return objects
 
 
 async def _next_or(queue: asyncio.Queue[str], lost: asyncio.Event) -> str | None:
@@ -544,21 +485,6 @@ async def _next_or(queue: asyncio.Queue[str], lost: asyncio.Event) -> str | None
         return getter.result()
     getter.cancel()
     return None
-
-
-def _conditions_key(conds: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return [(c["type"], c["status"], c["reason"], c["message"]) for c in conds]
-
-
-def _without_conditions(status: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in status.items() if k != "conditions"}
-
-
-def _same_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Equal but for condition timestamps and generations (those alone never warrant a write)."""
-    return _without_conditions(old) == _without_conditions(new) and _conditions_key(
-        old.get("conditions", [])
-    ) == _conditions_key(new.get("conditions", []))
 
 
 async def run_controller(
