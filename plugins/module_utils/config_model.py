@@ -72,7 +72,7 @@ class L2Advertisement:
         return _selects_pool(self.pools, self.pool_selectors, name, labels)
 
     def selects_node(self, labels: Mapping[str, str]) -> bool:
-        return not self.node_selectors or any(s.matches(labels) for s in self.node_selectors)
+        return _selects_node(self.node_selectors, labels)
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> L2Advertisement:
@@ -111,7 +111,7 @@ class BGPAdvertisement:
         return _selects_pool(self.pools, self.pool_selectors, name, labels)
 
     def selects_node(self, labels: Mapping[str, str]) -> bool:
-        return not self.node_selectors or any(s.matches(labels) for s in self.node_selectors)
+        return _selects_node(self.node_selectors, labels)
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ class BGPPeer:
     vrf: str = ""
 
     def selects_node(self, labels: Mapping[str, str]) -> bool:
-        return not self.node_selectors or any(s.matches(labels) for s in self.node_selectors)
+        return _selects_node(self.node_selectors, labels)
 
 
 @dataclass(frozen=True)
@@ -245,6 +245,10 @@ def _selects_pool(
     if not pools and not selectors:
         return True  # neither given: every pool (MetalLB's rule)
     return name in pools or any(s.matches(labels) for s in selectors)
+
+
+def _selects_node(selectors: Sequence[ipam.LabelSelector], labels: Mapping[str, str]) -> bool:
+    return not selectors or any(s.matches(labels) for s in selectors)
 
 
 def _int(spec: Mapping[str, Any], key: str, low: int, high: int, where: str) -> Optional[int]:
