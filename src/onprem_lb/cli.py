@@ -165,9 +165,22 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("ONPREM_LB_HEARTBEAT_ADDRESS", ""),
         help="HOST:PORT this speaker receives heartbeats on, reachable from the other nodes (e.g. NODE_IP:7946)",
     )
-    spk.add_argument("--heartbeat-interval", type=seconds, default=0.2, help="seconds between heartbeats (default 0.2)")
-    spk.add_argument("--dead-after", type=seconds, default=1.0, help="a silent peer is dead after (default 1.0 s)")
-    spk.add_argument("--secret-file", help="file with a shared secret: heartbeats are signed (HMAC-SHA256)")
+    spk.add_argument("--heartbeat-interval", type=seconds, default=0.1, help="seconds between heartbeats (default 0.1)")
+    spk.add_argument("--dead-after", type=seconds, default=0.4, help="a silent peer is dead after (default 0.4 s)")
+    spk.add_argument(
+        "--secret-file", help="file with a shared secret, the same on every node: heartbeats are signed (HMAC-SHA256)"
+    )
+    spk.add_argument(
+        "--insecure-heartbeats",
+        action="store_true",
+        help="run without --secret-file: any host that reaches the heartbeat port can pose as a speaker",
+    )
+    spk.add_argument(
+        "--heartbeat-max-skew",
+        type=seconds,
+        default=10.0,
+        help="drop heartbeats sent longer ago (or later) than this by this node's clock: replays (default 10 s)",
+    )
     spk.add_argument(
         "--lb-class", type=printable, default="", help="spec.loadBalancerClass served (default: none, like MetalLB)"
     )
@@ -259,15 +272,24 @@ async def _speaker(args: argparse.Namespace) -> int:
         if not args.heartbeat_address:
             raise ValueError("no heartbeat address: pass --heartbeat-address NODE_IP:7946")
         heartbeat = args.heartbeat_address
-        secret = Path(args.secret_file).read_bytes().strip() if args.secret_file else None
-        if args.secret_file and not secret:
-            raise ValueError(f"secret file {args.secret_file} is empty")
+        if not args.secret_file and not args.insecure_heartbeats:
+            raise ValueError(
+                "heartbeats would be unsigned: pass --secret-file FILE (a shared secret, the same on every node), "
+                "or --insecure-heartbeats to accept that"
+            )
+        secret = _read_secret(args.secret_file) if args.secret_file else None
         config = k8s.load_config(args.kubeconfig, args.context)
         client = k8s.make_client(config, speaker.COMPONENT)
         # labelled children looked up once: these run for every ARP request / solicitation
         requests = {p: metrics.l2_requests.labels(p) for p in ("arp", "ndp")}
         replies = {p: metrics.l2_replies.labels(p) for p in ("arp", "ndp")}
-        members = Members(args.node_name, interval=args.heartbeat_interval, dead_after=args.dead_after, secret=secret)
+        members = Members(
+            args.node_name,
+            interval=args.heartbeat_interval,
+            dead_after=args.dead_after,
+            max_skew=args.heartbeat_max_skew,
+            secret=secret,
+        )
         announcer = l2.Announcer(
             garp_count=args.garp_count,
             garp_interval=args.garp_interval,
@@ -329,6 +351,16 @@ async def _speaker(args: argparse.Namespace) -> int:
         await k8s.close_client(client)
     log.info("stopped")
     return 0
+
+
+def _read_secret(path: str) -> bytes:
+    try:
+        secret = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the secret file (--secret-file) {path!r}: {exc.strerror}") from None
+    if not secret:
+        raise ValueError(f"secret file {path!r} is empty (--secret-file): write the shared secret into it")
+    return secret
 
 
 def _check_timings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

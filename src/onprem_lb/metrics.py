@@ -89,6 +89,11 @@ address_states = Gauge(
     registry=SPEAKER,
 )
 live_speakers = Gauge("onprem_lb_speaker_live_speakers", "Speakers this node sees as live", registry=SPEAKER)
+watched_speakers = Gauge(
+    "onprem_lb_speaker_watched_speakers",
+    "Speakers this node watches by heartbeat (owners of addresses it would take over)",
+    registry=SPEAKER,
+)
 fenced = Gauge(
     "onprem_lb_speaker_fenced", "1 while this speaker cannot renew its Lease and announces nothing", registry=SPEAKER
 )

@@ -202,12 +202,15 @@ def test_then_only_the_speaker_answers(kube_ipvs0_lab: KubeIpvs0Lab) -> None:
             env=engine, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         venv_python = str(Path(sys.prefix) / "bin" / "python")
+        secret = kubeconfig.parent / "heartbeat-secret"
+        secret.write_text(os.urandom(16).hex() + "\n")
         for name, address in NODES.items():
             podman("cp", str(kubeconfig), f"{name}:/root/admin.kubeconfig")
+            podman("cp", str(secret), f"{name}:/root/heartbeat-secret")
             command = (
                 f"PYTHONPATH={REPO / 'src'} exec {venv_python} -m onprem_lb speaker"
                 f" --kubeconfig /root/admin.kubeconfig --node-name {name} --heartbeat-address {address}:7946"
-                " --metrics-address '' >/root/speaker.log 2>&1"
+                " --secret-file /root/heartbeat-secret --metrics-address '' >/root/speaker.log 2>&1"
             )
             podman("exec", "-d", name, "/bin/sh", "-c", command)
         elected = min(NODES, key=lambda n: hashlib.sha256(f"{n}#{VIP_KUBE_IPVS0}".encode()).digest())

@@ -120,12 +120,17 @@ class Speaker:
         self.log_path = log_path
         self._log = log_path.open("ab")
         index = NODES.index(node) + 1
+        secret = kubeconfig.parent / "heartbeat-secret"  # one shared secret, as lb_speaker writes it
+        if not secret.exists():
+            secret.write_text(os.urandom(16).hex() + "\n")
+            secret.chmod(0o600)
         cmd = [
             "ip", "netns", "exec", f"olb-{node}",
             *engine, "speaker",
             "--kubeconfig", str(kubeconfig),
             "--node-name", node,
             "--heartbeat-address", f"198.51.100.{10 + index}:7946",
+            "--secret-file", str(secret),
             "--metrics-address", "",
             *args,
         ]  # fmt: skip

@@ -158,7 +158,8 @@ OPTIONS = {
     "controller": ["--context", "--namespace", "--lb-class", "--identity", "--lease-name", "--lease-duration",
                    "--renew-deadline", "--retry-period", "--max-writes", "--metrics-address"],
     "speaker": ["--context", "--namespace", "--node-name", "--heartbeat-address", "--heartbeat-interval",
-                "--dead-after", "--lb-class", "--lease-duration", "--renew-deadline", "--renew-period",
+                "--dead-after", "--heartbeat-max-skew", "--secret-file",
+                "--lb-class", "--lease-duration", "--renew-deadline", "--renew-period",
                 "--handover-timeout", "--garp-count", "--garp-interval", "--metrics-address"],
     "convert-configmap": ["--namespace"],
 }  # fmt: skip
@@ -188,7 +189,8 @@ def run_main(argv: list[str]) -> tuple[int, str]:
 def test_no_option_value_gives_a_traceback(command: str, data: st.DataObject, value: str) -> None:
     option = data.draw(st.sampled_from(OPTIONS[command]))
     argv = [command, "--kubeconfig", "/nonexistent/kubeconfig"]
-    argv += ["--node-name", "n1", "--heartbeat-address", "192.0.2.1:7946"] if command == "speaker" else []
+    speaker = ["--node-name", "n1", "--heartbeat-address", "192.0.2.1:7946", "--insecure-heartbeats"]
+    argv += speaker if command == "speaker" else []
     argv += [option, value]
     argv += ["/nonexistent/configmap.yaml"] if command == "convert-configmap" else []
     code, err = run_main(argv)

@@ -52,9 +52,16 @@ def test_speaker_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
     empty.write_text("\n")
     no_secret = _cli("speaker", "--node-name", "n1", "--heartbeat-address", "192.0.2.11:7946",
                      "--secret-file", str(empty))  # fmt: skip
-    assert no_secret.returncode == 2 and f"secret file {empty} is empty" in no_secret.stderr
+    assert no_secret.returncode == 2 and f"secret file {str(empty)!r} is empty" in no_secret.stderr
     missing = _cli("speaker", "--node-name", "n1", "--heartbeat-address", "192.0.2.11:7946",
-                   "--kubeconfig", str(tmp_path / "nope"))  # fmt: skip
+                   "--insecure-heartbeats", "--kubeconfig", str(tmp_path / "nope"))  # fmt: skip
     assert missing.returncode == 2 and "(--kubeconfig): no such file" in missing.stderr
-    for result in (no_node, bad_addr, no_secret, missing):
+    unsigned = _cli("speaker", "--node-name", "n1", "--heartbeat-address", "192.0.2.11:7946",
+                    "--kubeconfig", str(tmp_path / "nope"))  # fmt: skip
+    assert unsigned.returncode == 2
+    assert "heartbeats would be unsigned: pass --secret-file FILE" in unsigned.stderr
+    absent = _cli("speaker", "--node-name", "n1", "--heartbeat-address", "192.0.2.11:7946",
+                  "--secret-file", str(tmp_path / "absent"))  # fmt: skip
+    assert absent.returncode == 2 and str(tmp_path / "absent") in absent.stderr
+    for result in (no_node, bad_addr, no_secret, missing, unsigned, absent):
         assert "Traceback" not in result.stderr

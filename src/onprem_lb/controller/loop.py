@@ -189,10 +189,11 @@ class Controller:
         if self.elector is not None and not self.elector.is_leader():
             raise NotLeader("lease not held")
 
-    async def _patch_service(self, svc: Mapping[str, Any], body: dict[str, Any], *, status: bool) -> None:
+    async def _patch_service(self, svc: Mapping[str, Any], body: dict[str, Any], *, status: bool) -> Any:
+        """The merge patch; returns the Service as the API server stored it."""
         self._check_leader()
         meta = svc["metadata"]
-        await self.client.patch(
+        return await self.client.patch(
             Service.Status if status else Service,
             meta["name"],
             body,
@@ -394,19 +395,21 @@ class Controller:
             await self._failed(key, svc, exc)
             return
         ips = alloc.ips
-        writes = []
-        body: dict[str, Any]
+        annotation = {"metadata": {"annotations": {ipam.ALLOCATED_FROM_ANNOTATION: alloc.pool}}}
+        pool_changed = svc["metadata"]["annotations"].get(ipam.ALLOCATED_FROM_ANNOTATION) != alloc.pool
         if _ips(svc) != ips:
-            body = {"status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}
-            writes.append(self._patch_service(svc, body, status=True))
-        if svc["metadata"]["annotations"].get(ipam.ALLOCATED_FROM_ANNOTATION) != alloc.pool:
-            body = {"metadata": {"annotations": {ipam.ALLOCATED_FROM_ANNOTATION: alloc.pool}}}
-            writes.append(self._patch_service(svc, body, status=False))
-        # status and annotation are two objects to the API server (/status and the Service): sent together
-        results = await asyncio.gather(*writes, return_exceptions=True)
-        failed = next((r for r in results if isinstance(r, BaseException)), None)
-        if failed is not None:
-            raise failed
+            # One round trip for both: the API server keeps metadata written through /status (as
+            # for every core type). Should one ever drop it, the annotation is written on its own.
+            body: dict[str, Any] = {"status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}
+            if pool_changed:
+                body.update(annotation)
+            stored = await self._patch_service(svc, body, status=True)
+            stored_meta = getattr(stored, "metadata", None)
+            kept = (getattr(stored_meta, "annotations", None) or {}).get(ipam.ALLOCATED_FROM_ANNOTATION)
+            if pool_changed and kept != alloc.pool:
+                await self._patch_service(svc, annotation, status=False)
+        elif pool_changed:
+            await self._patch_service(svc, annotation, status=False)
         if _ips(svc) != ips:
             metrics.allocations.inc()
             self.status_dirty = True

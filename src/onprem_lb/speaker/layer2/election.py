@@ -166,6 +166,35 @@ def elect(
     spread: bool = False,
 ) -> dict[str, Announcement]:
     """Address → the one node that announces it (addresses with no eligible node are absent)."""
+    winners, _next = elect_with_successors(
+        services,
+        endpoints=endpoints,
+        nodes=nodes,
+        live=live,
+        ads=ads,
+        pool_of=pool_of,
+        pool_labels=pool_labels,
+        spread=spread,
+    )
+    return winners
+
+
+def elect_with_successors(
+    services: Iterable[ServiceState],
+    *,
+    endpoints: Mapping[str, Endpoints],
+    nodes: Mapping[str, NodeState],
+    live: Iterable[str],
+    ads: Sequence[L2Ad],
+    pool_of: Callable[[str], str | None],
+    pool_labels: Mapping[str, Mapping[str, str]] | None = None,
+    spread: bool = False,
+) -> tuple[dict[str, Announcement], dict[str, str]]:
+    """The election, and per address the node that would announce it if its winner were gone
+    (the *successor*: what ``elect`` gives with the winner removed from ``live``; addresses with
+    no second eligible node are absent). Without ``spread`` removing any other node changes no
+    winner, so the successor is the one node whose decision depends on the winner's liveness.
+    With ``spread`` that is not so (bounded load moves other addresses): no successors."""
     live_set = frozenset(live)
     labels = pool_labels or {}
     # Per address: node → (services it is eligible for, interfaces).
@@ -188,12 +217,14 @@ def elect(
                     known.update(ifaces)
 
     ranked: dict[str, list[str]] = {}
+    successors: dict[str, str] = {}
     for ip, cands in per_ip.items():
         if not cands:
             continue
-        best = max(len(served) for served, _ in cands.values())
-        top = [n for n, (served, _) in cands.items() if len(served) == best]
-        ranked[ip] = sorted(top, key=functools.partial(_order_for, ip))
+        ranked[ip] = _ranked(ip, cands)
+        if not spread and len(cands) > 1:
+            rest = {n: c for n, c in cands.items() if n != ranked[ip][0]}
+            successors[ip] = _ranked(ip, rest)[0]
 
     chosen = _spread(ranked) if spread else {ip: names[0] for ip, names in ranked.items()}
     out: dict[str, Announcement] = {}
@@ -205,7 +236,14 @@ def elect(
             interfaces=() if chosen_ifaces is None else tuple(sorted(chosen_ifaces)),
             services=tuple(sorted(holders[ip])),
         )
-    return out
+    return out, successors
+
+
+def _ranked(ip: str, cands: Mapping[str, tuple[list[str], set[str] | None]]) -> list[str]:
+    """The nodes eligible for the most of the address's Services, in the address's order."""
+    best = max(len(served) for served, _ in cands.values())
+    top = [n for n, (served, _) in cands.items() if len(served) == best]
+    return sorted(top, key=functools.partial(_order_for, ip))
 
 
 def _order_for(ip: str, node: str) -> bytes:

@@ -2,10 +2,11 @@
 announcer, and the ServiceL2Status objects.
 
 Liveness: the agent keeps this speaker's Lease ``speaker-<node>`` (the authority); layer 2 adds
-UDP heartbeats (``members``) to the speakers whose Leases name a heartbeat address. A peer is
-live while its Lease is valid *and* its heartbeats arrive. A speaker that cannot renew its
-Lease within the renew deadline announces nothing (self-fencing): the others take over once its
-Lease runs out, which is later than the deadline, so two owners never coexist after convergence.
+UDP heartbeats (``members``) between each owner and its successors (the node the election would
+pick for an address without its owner). A peer is live while its Lease is valid and this node
+has not seen it die, leave or fence itself. A speaker that cannot renew its Lease within the
+renew deadline announces nothing (self-fencing): the others take over once its Lease runs out,
+which is later than the deadline, so two owners never coexist after convergence.
 
 Handover: a speaker that loses an address keeps answering until the new owner's heartbeat
 claims it (or the handover timeout passes); on SIGTERM it tells its peers it is leaving, waits
@@ -93,6 +94,7 @@ class Layer2:
         self._transport: asyncio.BaseTransport | None = None
         members.owned = lambda: self.current
         members.fenced = lambda: not self.may_announce
+        members.handing_to = lambda: {self.winners[ip].node for ip in self.releasing if ip in self.winners}
 
     # -- the protocol interface ------------------------------------------------------------------
 
@@ -148,6 +150,7 @@ class Layer2:
             alive=self.members.alive,
             claimed_by=self.members.claimed_by,
         )
+        handing_over = step.releasing.keys() - self.releasing.keys()
         self.releasing = step.releasing
         for ip in step.probe:
             self._spawn(self._probe_then_take(ip, self.winners[ip]))
@@ -156,8 +159,10 @@ class Layer2:
         self._report_states(step.states)
         mine = {ip: a for ip, a in self.winners.items() if a.node == self.node} if view.may_announce else {}
         self._set(step.announce, mine)
-        if fenced_now:
-            self.members.beat_now()  # quiet first, then tell the others, who take over without waiting for our Lease
+        if fenced_now or handing_over:
+            # fenced: quiet first, then tell the watchers, who take over without waiting for our Lease;
+            # handing over: the new owner learns at once that a speaker, not another host, answers now
+            self.members.beat_now()
 
     async def stop(self, view: Callable[[], View]) -> None:
         """Planned stop: peers take our addresses first, then we go quiet."""
@@ -225,7 +230,14 @@ class Layer2:
             "pool_labels": view.config.pool_labels,
         }
         self.not_eligible = election.why_not_eligible(view.services, self.node, **inputs)
-        return election.elect(view.services, spread=self.spread, **inputs)
+        winners, successors = election.elect_with_successors(view.services, spread=self.spread, **inputs)
+        if self.spread:  # bounded load: one node going moves others' addresses, so everyone watches everyone
+            watch: set[str] = set(live)
+        else:  # the owners whose addresses this node would take: the only deaths that change its decision
+            watch = {winners[ip].node for ip, successor in successors.items() if successor == self.node}
+        self.members.set_watch(watch)
+        metrics.watched_speakers.set(len(self.members.watching))
+        return winners
 
     def _report_states(self, states: Mapping[str, str]) -> None:
         """Log each address whose state changed (why it is not announced, if it is not) and count
@@ -274,6 +286,9 @@ class Layer2:
             other = await self.announcer.probe(ip, ann.interfaces)
         finally:
             self.probing.discard(ip)
+        if other and await self._handed_over_by_a_speaker(ip):
+            log.debug("%s answered by %s: a speaker handing it over to us, not a conflict", ip, other)
+            other = None
         if other:
             metrics.conflicts.inc()
             self.blocked[ip] = time.monotonic() + 30.0
@@ -290,6 +305,17 @@ class Layer2:
             return
         self.announced_once.add(ip)
         self._wake()
+
+    async def _handed_over_by_a_speaker(self, ip: str) -> bool:
+        """Whether the host that answered our probe is a live speaker still answering for ``ip``
+        during a handover: its claim comes with its beats (which may follow its ARP reply)."""
+        deadline = time.monotonic() + self.members.dead_after
+        while True:
+            if self.members.claimed_by(ip):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(self.members.interval / 4)
 
     def _later(self, delay: float) -> None:
         async def wake() -> None:

@@ -7,6 +7,8 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from onprem_lb.ipam import IpamError, LabelSelector
 from onprem_lb.speaker import view
@@ -280,3 +282,46 @@ def test_an_address_shared_by_services_is_eligible_if_any_service_makes_it_so() 
     args: dict[str, Any] = {"endpoints": eps, "nodes": NODES, "live": ALL, "ads": [L2Ad("all")], "pool_of": pool_of}
     assert election.why_not_eligible([local], "n1", **args) == {"192.0.2.10": election.NO_LOCAL_ENDPOINT}
     assert election.why_not_eligible([local, cluster], "n1", **args) == {}
+
+
+# -- successors: the membership watches rest on them ------------------------------------------------
+
+NAMES = tuple(f"n{i}" for i in range(1, 7))
+MANY = {n: NodeState(n, {"kubernetes.io/hostname": n, "zone": "ab"[i % 2]}) for i, n in enumerate(NAMES)}
+
+
+@st.composite
+def clusters(draw: st.DrawFn) -> dict[str, Any]:
+    """Services (some sharing an address, some Local), endpoints, live nodes and advertisements."""
+    ips = [f"192.0.2.{i}" for i in range(1, draw(st.integers(1, 8)) + 1)]
+    services, endpoints = [], {}
+    for i in range(draw(st.integers(1, 10))):
+        svc = ServiceState(f"ns/s{i}", (draw(st.sampled_from(ips)),), local=draw(st.booleans()))
+        services.append(svc)
+        ready = draw(st.frozensets(st.sampled_from(NAMES)))
+        endpoints[svc.key] = Endpoints(serving=draw(st.booleans()) or bool(ready), ready_nodes=ready)
+    zone_b = L2Ad("b", node_selectors=(LabelSelector.parse({"matchLabels": {"zone": "b"}}, "t"),))
+    return {
+        "services": services,
+        "endpoints": endpoints,
+        "nodes": MANY,
+        "live": draw(st.frozensets(st.sampled_from(NAMES), min_size=1)),
+        "ads": draw(st.sampled_from([[L2Ad("all")], [zone_b], [zone_b, L2Ad("a", interfaces=("eth1",))]])),
+        "pool_of": pool_of,
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(clusters())
+def test_the_successor_is_who_wins_without_the_winner_and_nobody_else_matters(cluster: dict[str, Any]) -> None:
+    services = cluster.pop("services")
+    winners, successors = election.elect_with_successors(services, **cluster)
+    assert winners == election.elect(services, **cluster)
+    live = cluster.pop("live")
+    for ip, ann in winners.items():
+        without_winner = election.elect(services, live=live - {ann.node}, **cluster)
+        assert successors.get(ip) == (without_winner[ip].node if ip in without_winner else None)
+        for other in live - {ann.node}:  # a node that does not win may die: no winner changes
+            assert election.elect(services, live=live - {other}, **cluster)[ip].node == ann.node
+    assert set(successors) <= set(winners)
+    assert election.elect_with_successors(services, live=live, spread=True, **cluster)[1] == {}
