@@ -30,6 +30,7 @@ import functools
 import json
 import os
 import platform
+import random
 import resource
 import statistics
 import subprocess
@@ -188,10 +189,12 @@ async def measure(size: int, kills: int, window: float) -> dict[str, Any]:
     detections: list[float] = []
     missed = others_changed = 0
     owners = sorted(n for n in cluster.names if cluster.watchers.get(n))
+    phases = random.Random(size)  # noqa: S311  # kill moments, not secrets
     for k in range(kills):
         victim = owners[(k * 7919) % len(owners)]
         watchers = cluster.watchers[victim]
         others = [n for n in cluster.names if n != victim and n not in watchers]
+        await asyncio.sleep(phases.uniform(0.0, Members("x").interval))  # any moment between two beats
         await cluster.kill(victim)
         killed = time.monotonic()
         pending = set(watchers)

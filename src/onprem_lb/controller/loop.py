@@ -352,6 +352,7 @@ class Controller:
                     again.add(key)
                     continue
                 await slots.acquire()
+                await self._let_the_renewal_through()
                 task = asyncio.create_task(self._reconcile_logged(key))
                 inflight[key] = task
                 task.add_done_callback(functools.partial(finished, key))
@@ -362,6 +363,17 @@ class Controller:
             await asyncio.gather(*inflight.values(), return_exceptions=True)
         if crashed:
             raise crashed[0]
+
+    async def _let_the_renewal_through(self) -> None:
+        """Start no write while the Lease renewal is overdue: our own burst of writes must not
+        cost us the leadership (the renewal shares the API server's queue with them). Bounded:
+        the wait ends when the Lease is renewed or lost."""
+        if self.elector is None or not self.elector.renewal_overdue():
+            return
+        log.warning("lease renewal is late: holding Service writes until it is through")
+        while self.elector.renewal_overdue():
+            await asyncio.sleep(0.05)
+        log.info("lease %s; Service writes go on", "renewed" if self.elector.is_leader() else "lost")
 
     async def _reconcile_logged(self, key: str) -> None:
         started = time.perf_counter()

@@ -53,6 +53,12 @@ class LeaderElector:
     def is_leader(self) -> bool:
         return time.monotonic() < self._valid_until
 
+    def renewal_overdue(self, now: float | None = None) -> bool:
+        """Leader, but the last renewal is more than half the renew deadline old: the renewals
+        are stuck behind something (an API server busy with our own writes, say)."""
+        now = time.monotonic() if now is None else now
+        return now < self._valid_until and self._valid_until - now < self.renew_deadline / 2
+
     def _now(self) -> dt.datetime:
         return dt.datetime.now(dt.timezone.utc)
 
