@@ -547,6 +547,22 @@ def _read_pools(
     return accepted, labels
 
 
+def slim_object(plain: Mapping[str, Any]) -> Dict[str, Any]:
+    """What the model (and the status writers) read of a metallb.io object: name, namespace, uid,
+    labels, age, generation and spec. A cache of these changes only when the object's meaning
+    does, not on each status write or resourceVersion bump."""
+    meta = plain.get("metadata") or {}
+    slim = {
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "uid": meta.get("uid"),
+        "creationTimestamp": str(meta.get("creationTimestamp") or ""),
+        "labels": meta.get("labels") or {},
+        "generation": meta.get("generation"),
+    }
+    return {"metadata": slim, "spec": plain.get("spec") or {}}
+
+
 def build_config(
     pools: Sequence[Mapping[str, Any]] = (),
     *,

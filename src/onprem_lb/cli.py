@@ -20,6 +20,8 @@ from onprem_lb import __version__, hostport, k8s, k8s_names, legacy, metrics
 from onprem_lb.controller.loop import COMPONENT, run_controller
 from onprem_lb.k8s.leader import LeaderElector
 from onprem_lb.speaker import agent as speaker
+from onprem_lb.speaker.bgp.driver import Frr
+from onprem_lb.speaker.bgp.protocol import Bgp
 from onprem_lb.speaker.layer2 import announcer as l2
 from onprem_lb.speaker.layer2.members import Members
 from onprem_lb.speaker.layer2.protocol import Layer2
@@ -185,6 +187,13 @@ def _parser() -> argparse.ArgumentParser:
         "--lb-class", type=printable, default="", help="spec.loadBalancerClass served (default: none, like MetalLB)"
     )
     spk.add_argument("--spread", action="store_true", help="balance addresses evenly across eligible nodes")
+    spk.add_argument(
+        "--bgp", action="store_true", help="announce over BGP too, through FRR on this node (BGPPeer objects)"
+    )
+    spk.add_argument(
+        "--frr-pathspace", type=printable, default="", help="FRR's -N name when FRR runs with one (default: none)"
+    )
+    spk.add_argument("--frr-confdir", default="/etc/frr", help="FRR's configuration directory (default /etc/frr)")
     spk.add_argument("--no-probe", action="store_true", help="skip the conflict probe before a first announcement")
     spk.add_argument("--lease-duration", type=seconds, default=10.0, help="seconds (default 10)")
     spk.add_argument(
@@ -306,6 +315,7 @@ async def _speaker(args: argparse.Namespace) -> int:
             lease_duration=args.lease_duration,
             renew_deadline=args.renew_deadline,
             renew_period=args.renew_period,
+            bgp=args.bgp,
         )
         spk.add(
             Layer2(
@@ -321,6 +331,9 @@ async def _speaker(args: argparse.Namespace) -> int:
                 probe=not args.no_probe,
             )
         )
+        if args.bgp:
+            driver = Frr(pathspace=args.frr_pathspace, confdir=Path(args.frr_confdir))
+            spk.add(Bgp(client, node=args.node_name, namespace=args.namespace, frr_driver=driver, events=spk.events))
         metrics.serve(args.metrics_address, metrics.SPEAKER)
     except k8s.KubeAccessError as exc:
         print(f"onprem-lb speaker: {exc}", file=sys.stderr)

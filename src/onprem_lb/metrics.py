@@ -94,6 +94,22 @@ watched_speakers = Gauge(
     "Speakers this node watches by heartbeat (owners of addresses it would take over)",
     registry=SPEAKER,
 )
+bgp_session_up = Gauge(
+    "onprem_lb_speaker_bgp_session_up",
+    "1 while the BGP session to this peer is Established",
+    ["peer", "vrf"],
+    registry=SPEAKER,
+)
+bgp_prefixes = Gauge("onprem_lb_speaker_bgp_prefixes", "Prefixes this node announces over BGP", registry=SPEAKER)
+frr_reloads = Counter(
+    "onprem_lb_speaker_frr_reloads", "FRR configuration reloads, by result (ok, failed)", ["result"], registry=SPEAKER
+)
+frr_reload_seconds = Histogram(
+    "onprem_lb_speaker_frr_reload_seconds",
+    "Time frr-reload.py took to apply a configuration",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+    registry=SPEAKER,
+)
 fenced = Gauge(
     "onprem_lb_speaker_fenced", "1 while this speaker cannot renew its Lease and announces nothing", registry=SPEAKER
 )

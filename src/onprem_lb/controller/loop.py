@@ -24,7 +24,7 @@ from lightkube.resources.core_v1 import Namespace, Service
 from lightkube.types import PatchType
 
 from onprem_lb import ipam, metrics
-from onprem_lb.config import ConfigSnapshot, build_config
+from onprem_lb.config import ConfigSnapshot, build_config, slim_object
 from onprem_lb.controller.status import ConfigStatus
 from onprem_lb.k8s import (
     TRANSIENT,
@@ -86,11 +86,6 @@ def slim_service(plain: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def slim_config_object(plain: dict[str, Any]) -> dict[str, Any]:
-    meta = plain.get("metadata") or {}
-    return {"metadata": {**_slim_meta(meta), "generation": meta.get("generation")}, "spec": plain.get("spec") or {}}
-
-
 def namespace_labels(plain: dict[str, Any]) -> dict[str, str]:
     return dict((plain.get("metadata") or {}).get("labels") or {})
 
@@ -145,7 +140,7 @@ class Controller:
         )
 
         def config_objects(resource: Any, name: str) -> Informer[dict[str, Any]]:
-            return Informer(client, resource, slim_config_object, self._config_changed, namespace=namespace, name=name)
+            return Informer(client, resource, slim_object, self._config_changed, namespace=namespace, name=name)
 
         self.pools = config_objects(IPAddressPool, "ipaddresspools")
         self.l2ads = config_objects(L2Advertisement, "l2ads")

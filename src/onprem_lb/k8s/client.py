@@ -28,6 +28,7 @@ BGPPeer = create_namespaced_resource(GROUP, "v1beta2", "BGPPeer", "bgppeers")
 Community = create_namespaced_resource(GROUP, "v1beta1", "Community", "communities")
 BFDProfile = create_namespaced_resource(GROUP, "v1beta1", "BFDProfile", "bfdprofiles")
 ServiceL2Status = create_namespaced_resource(GROUP, "v1beta1", "ServiceL2Status", "servicel2statuses")
+ServiceBGPStatus = create_namespaced_resource(GROUP, "v1beta1", "ServiceBGPStatus", "servicebgpstatuses")
 
 # Errors that mean "the API server is not reachable right now": retry, never crash.
 TRANSIENT = (httpx.TransportError, OSError, asyncio.TimeoutError)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import time
 
 from lightkube import ApiError, AsyncClient
@@ -106,7 +107,7 @@ class LeaderElector:
     def _spec(self, *, transitions: int, acquired: dt.datetime) -> LeaseSpec:
         return LeaseSpec(
             holderIdentity=self.identity,
-            leaseDurationSeconds=int(self.lease_duration),
+            leaseDurationSeconds=math.ceil(self.lease_duration),  # never shorter than ours
             acquireTime=acquired,
             renewTime=self._now(),
             leaseTransitions=transitions,

@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import gc
 import logging
+import math
 import time
 from typing import Any
 
@@ -28,8 +29,17 @@ from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
 from onprem_lb import k8s, metrics
-from onprem_lb.config import ConfigSnapshot, build_config
-from onprem_lb.k8s import TRANSIENT, Informer, IPAddressPool, L2Advertisement
+from onprem_lb.config import ConfigSnapshot, build_config, slim_object
+from onprem_lb.k8s import (
+    TRANSIENT,
+    BFDProfile,
+    BGPAdvertisement,
+    BGPPeer,
+    Community,
+    Informer,
+    IPAddressPool,
+    L2Advertisement,
+)
 from onprem_lb.speaker import view as views
 from onprem_lb.speaker.protocol import Announcing
 from onprem_lb.tasks import first
@@ -50,6 +60,7 @@ class Speaker:
         lease_duration: float = 10.0,
         renew_deadline: float = 6.0,
         renew_period: float = 2.0,
+        bgp: bool = False,
     ) -> None:
         if not renew_period < renew_deadline < lease_duration:
             raise ValueError("need renew period < renew deadline < lease duration")
@@ -74,9 +85,25 @@ class Speaker:
         )
         self.nodes = Informer(client, Node, views.node_state, self._touch, namespace=None, name="nodes")
         self.pools = Informer(
-            client, IPAddressPool, _plain, self._config_changed, namespace=namespace, name="ipaddresspools"
+            client, IPAddressPool, slim_object, self._config_changed, namespace=namespace, name="ipaddresspools"
         )
-        self.l2ads = Informer(client, L2Advertisement, _plain, self._config_changed, namespace=namespace, name="l2ads")
+        self.l2ads = Informer(
+            client, L2Advertisement, slim_object, self._config_changed, namespace=namespace, name="l2ads"
+        )
+        # BGP mode reads the rest of the metallb.io objects (layer 2 alone does not watch them)
+        self.bgp_kinds: dict[str, Informer[dict[str, Any]]] = (
+            {
+                kind: Informer(client, resource, slim_object, self._config_changed, namespace=namespace, name=kind)
+                for kind, resource in (
+                    ("bgp_advertisements", BGPAdvertisement),
+                    ("peers", BGPPeer),
+                    ("communities", Community),
+                    ("bfd_profiles", BFDProfile),
+                )
+            }
+            if bgp
+            else {}
+        )
         self._parsed: ConfigSnapshot | None = None
         self.leases = Informer(client, Lease, self._convert_lease, self._touch, namespace=namespace, name="leases")
         self.endpoints: dict[str, dict[str, views.Endpoints]] = {}  # service -> slice -> summary
@@ -105,7 +132,10 @@ class Speaker:
 
     def _slice_changed(self, key: str, old: Any, new: Any) -> None:
         if old is not None:
-            self.endpoints.get(old[0], {}).pop(key, None)
+            parts = self.endpoints.get(old[0], {})
+            parts.pop(key, None)
+            if not parts:  # the Service's last slice went: forget it (no growth with Services ever seen)
+                self.endpoints.pop(old[0], None)
         if new is not None:
             self.endpoints.setdefault(new[0], {})[key] = new[1]
         self.changed.set()
@@ -125,11 +155,13 @@ class Speaker:
     def _config(self) -> ConfigSnapshot:
         if self._parsed is None:
             self._parsed = build_config(
-                pools=list(self.pools.items.values()), l2_advertisements=list(self.l2ads.items.values())
+                pools=list(self.pools.items.values()),
+                l2_advertisements=list(self.l2ads.items.values()),
+                **{kind: list(informer.items.values()) for kind, informer in self.bgp_kinds.items()},
             )
             for ref, cond in self._parsed.problems().items():
-                if ref.kind == "L2Advertisement":  # the controller reports it on the object; say why here too
-                    log.warning("L2Advertisement %s: %s", ref.name, cond.message)
+                if ref.kind != "IPAddressPool":  # the controller reports it on the object; say why here too
+                    log.warning("%s %s: %s", ref.kind, ref.name, cond.message)
         return self._parsed
 
     def view(self) -> views.View:
@@ -185,7 +217,7 @@ class Speaker:
             labels={SPEAKER_LABEL: "speaker", "app.kubernetes.io/name": "onprem-lb"},
             annotations=annotations,
         )
-        spec = LeaseSpec(holderIdentity=self.node, leaseDurationSeconds=int(self.lease_duration), renewTime=now)
+        spec = LeaseSpec(holderIdentity=self.node, leaseDurationSeconds=math.ceil(self.lease_duration), renewTime=now)
         try:
             try:
                 await self.client.patch(
@@ -233,6 +265,7 @@ class Speaker:
 
     async def run(self, stop: asyncio.Event) -> None:
         informers: list[Informer[Any]] = [self.services, self.slices, self.nodes, self.pools, self.l2ads, self.leases]
+        informers += self.bgp_kinds.values()
         for protocol in self.protocols:
             informers += protocol.informers()
         for protocol in self.protocols:
@@ -278,7 +311,3 @@ class Speaker:
         with contextlib.suppress(ApiError, *TRANSIENT):
             await self.client.delete(Lease, self.lease_name, namespace=self.namespace)
         log.info("handed over; quiet")
-
-
-def _plain(plain: dict[str, Any]) -> dict[str, Any]:
-    return {"metadata": plain.get("metadata") or {}, "spec": plain.get("spec") or {}}

@@ -1,0 +1,117 @@
+"""FRR on this node, through FRR's own tools: ``frr-reload.py`` applies a configuration (it
+diffs the running configuration against the file and sends only the changed lines, so bgpd is
+never restarted), ``vtysh`` reads the sessions' state.
+
+``pathspace`` is FRR's ``-N``: daemons started with it keep their sockets and configuration
+under a name of their own (the lab runs one FRR per node namespace on one machine); empty on
+a real node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RELOAD = "/usr/lib/frr/frr-reload.py"
+
+
+class FrrError(RuntimeError):
+    """FRR refused a configuration or did not answer; the message says what it said."""
+
+
+@dataclass(frozen=True)
+class Session:
+    peer: str  # the neighbour as FRR names it (address or interface)
+    vrf: str
+    state: str  # Idle, Connect, Active, OpenSent, OpenConfirm, Established
+    established_for_ms: int  # 0 unless Established
+    last_reset: str  # FRR's words for the last reset, when it gives some
+
+
+class Frr:
+    def __init__(
+        self,
+        *,
+        pathspace: str = "",
+        confdir: Path = Path("/etc/frr"),
+        reload_command: Sequence[str] = (RELOAD,),
+        vtysh: str = "vtysh",
+        timeout: float = 60.0,
+    ) -> None:
+        self.pathspace = pathspace
+        self.confdir = confdir / pathspace if pathspace else confdir
+        self.reload_command = tuple(reload_command)
+        self.vtysh = vtysh
+        self.timeout = timeout
+        self.path = self.confdir / "onprem-lb.conf"
+
+    async def _run(self, *argv: str) -> str:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            )
+        except OSError as exc:
+            hint = "is FRR installed? (Debian: frr, frr-pythontools)"
+            raise FrrError(f"cannot run {argv[0]}: {exc.strerror}; {hint}") from None
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), self.timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise FrrError(f"{argv[0]} did not finish within {self.timeout:g} s") from None
+        text = out.decode(errors="replace")
+        if proc.returncode != 0:
+            tail = " | ".join(line for line in text.strip().splitlines()[-5:])
+            raise FrrError(f"{Path(argv[0]).name} exited {proc.returncode}: {tail or 'no output'}")
+        return text
+
+    def _pathspace(self) -> list[str]:
+        return ["--pathspace", self.pathspace] if self.pathspace else []
+
+    def write(self, text: str) -> Path:
+        """The configuration file, readable by root only (it may hold BGP passwords)."""
+        self.confdir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o600)
+        tmp.replace(self.path)
+        return self.path
+
+    async def apply(self, text: str) -> None:
+        path = self.write(text)
+        await self._run(*self.reload_command, "--reload", "--stdout", *self._pathspace(), str(path))
+
+    async def vtysh_json(self, command: str) -> Any:
+        argv = [self.vtysh, *(["-N", self.pathspace] if self.pathspace else []), "-c", command]
+        text = await self._run(*argv)
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise FrrError(f"vtysh answered {command!r} with no JSON: {text[:200]!r}") from None
+
+    async def sessions(self) -> list[Session]:
+        return parse_sessions(await self.vtysh_json("show bgp vrf all neighbors json"))
+
+
+def parse_sessions(data: Any) -> list[Session]:
+    """``show bgp vrf all neighbors json``: {vrf: {"vrfName": ..., neighbour: {...}}}."""
+    out: list[Session] = []
+    for vrf_key, vrf in (data or {}).items() if isinstance(data, dict) else []:
+        if not isinstance(vrf, dict):
+            continue
+        vrf_name = str(vrf.get("vrfName") or vrf_key)
+        for peer, info in vrf.items():
+            if not isinstance(info, dict) or "bgpState" not in info:
+                continue
+            state = str(info.get("bgpState"))
+            up = int(info.get("bgpTimerUpMsec") or 0) if state == "Established" else 0
+            reset = str(info.get("lastResetDueTo") or "")
+            out.append(Session(peer, "" if vrf_name == "default" else vrf_name, state, up, reset))
+    return sorted(out, key=lambda s: (s.vrf, s.peer))

@@ -1,0 +1,287 @@
+"""BGP behind the speaker's protocol interface: what to announce (``announce``, pure), FRR's
+configuration (``frr``, pure), applied through FRR's tools (``driver``), ServiceBGPStatus objects.
+
+A change is applied ``debounce`` seconds after it is seen (a burst of Services is one reload),
+and a failed reload is retried with backoff until FRR takes the configuration; the last text
+FRR took is kept, so an unchanged decision costs nothing. The sessions' state is read every
+``poll`` seconds into metrics and a log line per change.
+
+A fenced speaker (its Lease not renewed) withdraws every route; a speaker that stops (SIGTERM)
+leaves FRR as it is: FRR runs on its own, so a restarting speaker costs the routers nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from lightkube import ApiError, AsyncClient
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Secret
+from lightkube.types import PatchType
+
+from onprem_lb import metrics
+from onprem_lb.k8s import TRANSIENT, BGPPeer, EventRecorder, Informer, ServiceBGPStatus
+from onprem_lb.speaker.bgp import announce, frr
+from onprem_lb.speaker.bgp.driver import Frr, FrrError, Session
+from onprem_lb.speaker.view import View
+
+log = logging.getLogger("onprem_lb.speaker.bgp")
+NODE_LABEL = "metallb.io/node"
+SVC_NAME_LABEL = "metallb.io/service-name"
+SVC_NS_LABEL = "metallb.io/service-namespace"
+
+
+def status_name(svc_key: str, node: str) -> str:
+    """One ServiceBGPStatus per (Service, node), named so: one writer per object."""
+    return "bgp-" + hashlib.sha256(f"{svc_key}#{node}".encode()).hexdigest()[:16]
+
+
+def _inline_password(plain: dict[str, Any]) -> str | None:
+    value = (plain.get("spec") or {}).get("password")
+    return value if isinstance(value, str) and value else None
+
+
+def _secret_password(plain: dict[str, Any]) -> str | None:
+    """The ``password`` of a kubernetes.io/basic-auth Secret (MetalLB's passwordSecret)."""
+    data = plain.get("data") or {}
+    raw = data.get("password") if isinstance(data, dict) else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        return base64.b64decode(raw, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _convert_status(plain: dict[str, Any]) -> dict[str, Any]:
+    meta = plain.get("metadata") or {}
+    return {"name": meta.get("name"), "labels": meta.get("labels") or {}, "status": plain.get("status") or {}}
+
+
+class Bgp:
+    name = "bgp"
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        node: str,
+        namespace: str,
+        frr_driver: Frr,
+        events: EventRecorder,
+        debounce: float = 0.1,
+        poll: float = 2.0,
+    ) -> None:
+        self.client = client
+        self.node = node
+        self.namespace = namespace
+        self.frr = frr_driver
+        self.events = events
+        self.debounce = debounce
+        self.poll = poll
+        self.inline = Informer(
+            client, BGPPeer, _inline_password, self._touch, namespace=namespace, name="bgp-passwords"
+        )
+        self.secrets = Informer(client, Secret, _secret_password, self._touch, namespace=namespace, name="secrets")
+        self.statuses = Informer(
+            client, ServiceBGPStatus, _convert_status, self._touch, namespace=namespace, name="servicebgpstatuses"
+        )
+        self.desired = announce.Desired()
+        self.text: str | None = None  # what FRR should run
+        self.applied: str | None = None  # what FRR took last
+        self.skipped: Mapping[str, str] = {}
+        self.states: dict[str, str] = {}
+        self.sessions: dict[tuple[str, str], Session] = {}
+        self._pending = asyncio.Event()
+        self._status_dirty = asyncio.Event()
+        self._wake: Callable[[], None] = lambda: None
+
+    # -- the protocol interface ------------------------------------------------------------------
+
+    def informers(self) -> Sequence[Informer[Any]]:
+        return [self.inline, self.secrets, self.statuses]
+
+    def lease_annotations(self) -> Mapping[str, str]:
+        return {}
+
+    async def start(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+
+    async def prepare(self, view: View) -> None:
+        return None
+
+    def _touch(self, *_args: Any) -> None:
+        self._wake()
+
+    def passwords(self, view: View) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for peer in view.config.peers:
+            if peer.password_secret is not None:
+                value = self.secrets.items.get("/".join(peer.password_secret))
+            else:
+                value = self.inline.items.get(f"{self.namespace}/{peer.name}")
+            if value is not None:
+                out[peer.name] = value
+        return out
+
+    def apply(self, view: View) -> None:
+        node = view.nodes.get(self.node)
+        self.desired = announce.desired(
+            view.services,
+            node=node,
+            may_announce=view.may_announce,
+            endpoints=view.endpoints,
+            ads=view.config.bgp_advertisements,
+            peers=view.config.peers,
+            pool_of=view.config.pool_of,
+            pool_labels=view.config.pool_labels,
+        )
+        rendered = frr.render(
+            hostname=self.node,
+            peers=announce.node_peers(view.config.peers, node),
+            routes=self.desired.routes,
+            passwords=self.passwords(view),
+            bfd_profiles=view.config.bfd_profiles,
+        )
+        for peer, why in sorted(rendered.skipped.items()):
+            if self.skipped.get(peer) != why:
+                log.error("BGPPeer %s left out of FRR's configuration: %s", peer, why)
+        self.skipped = rendered.skipped
+        self._report_states(self.desired.states)
+        metrics.bgp_prefixes.set(len(self.desired.prefixes()))
+        if rendered.text != self.text:
+            self.text = rendered.text
+            self._pending.set()
+
+    async def run(self, view: Callable[[], View]) -> None:
+        await asyncio.gather(self._applier(), self._poller(), self._status_writer())
+
+    async def stop(self, view: Callable[[], View]) -> None:
+        """FRR keeps announcing what it was told (see the module's doc); our statuses go."""
+        await self._delete_own_statuses()
+
+    def close(self) -> None:
+        return None
+
+    # -- applying --------------------------------------------------------------------------------
+
+    async def _applier(self) -> None:
+        backoff = 0.5
+        while True:
+            await self._pending.wait()
+            await asyncio.sleep(self.debounce)  # a burst of changes: one reload
+            self._pending.clear()
+            text = self.text
+            if text is None or text == self.applied:
+                continue
+            started = time.perf_counter()
+            try:
+                await self.frr.apply(text)
+            except FrrError as exc:
+                metrics.frr_reloads.labels("failed").inc()
+                log.error("FRR did not take the configuration (%s); retrying in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                self._pending.set()
+                continue
+            backoff = 0.5
+            metrics.frr_reloads.labels("ok").inc()
+            metrics.frr_reload_seconds.observe(time.perf_counter() - started)
+            log.info("FRR configuration applied: %d prefixes", len(self.desired.prefixes()))
+            self.applied = text
+            self._status_dirty.set()
+
+    async def _poller(self) -> None:
+        while True:
+            try:
+                sessions = {(s.vrf, s.peer): s for s in await self.frr.sessions()}
+            except FrrError as exc:
+                log.debug("cannot read BGP sessions: %s", exc)
+                sessions = {}
+            for key, session in sessions.items():
+                before = self.sessions.get(key)
+                if before is None or before.state != session.state:
+                    (log.info if session.state == "Established" else log.warning)(
+                        "BGP session to %s%s: %s%s",
+                        session.peer,
+                        f" (vrf {session.vrf})" if session.vrf else "",
+                        session.state,
+                        f" (last reset: {session.last_reset})" if session.last_reset else "",
+                    )
+                metrics.bgp_session_up.labels(session.peer, session.vrf).set(int(session.state == "Established"))
+            for gone in self.sessions.keys() - sessions.keys():
+                with contextlib.suppress(KeyError):
+                    metrics.bgp_session_up.remove(gone[1], gone[0])
+            self.sessions = sessions
+            await asyncio.sleep(self.poll)
+
+    def _report_states(self, states: Mapping[str, str]) -> None:
+        for ip, state in sorted(states.items()):
+            before = self.states.get(ip)
+            if before != state:
+                (log.debug if before is None and state == announce.ANNOUNCING else log.info)(
+                    "%s: %s (was %s)", ip, state, before or "unknown"
+                )
+        self.states = dict(states)
+
+    # -- ServiceBGPStatus ------------------------------------------------------------------------
+
+    def _desired_statuses(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for key, peers in self.desired.services.items():
+            ns, name = key.split("/", 1)
+            out[status_name(key, self.node)] = {
+                "labels": {NODE_LABEL: self.node, SVC_NS_LABEL: ns, SVC_NAME_LABEL: name},
+                "status": {"node": self.node, "serviceName": name, "serviceNamespace": ns, "peers": sorted(peers)},
+            }
+        return out
+
+    async def _status_writer(self) -> None:
+        while True:
+            await self._status_dirty.wait()
+            self._status_dirty.clear()
+            await asyncio.sleep(0.2)  # coalesce
+            try:
+                await self._write_statuses()
+            except (ApiError, *TRANSIENT) as exc:
+                log.warning("writing ServiceBGPStatus failed (%s); retrying", getattr(exc, "status", exc))
+                self._status_dirty.set()
+                await asyncio.sleep(1.0)
+
+    async def _write_statuses(self) -> None:
+        desired = self._desired_statuses()
+        for key, have in list(self.statuses.items.items()):
+            if have["labels"].get(NODE_LABEL) == self.node and have["name"] not in desired:
+                with contextlib.suppress(ApiError):
+                    await self.client.delete(ServiceBGPStatus, have["name"], namespace=self.namespace)
+                self.statuses.items.pop(key, None)
+        for name, entry in desired.items():
+            have = self.statuses.items.get(f"{self.namespace}/{name}")
+            if have is None:
+                meta = ObjectMeta(name=name, namespace=self.namespace, labels=entry["labels"])
+                try:
+                    await self.client.create(ServiceBGPStatus(metadata=meta, spec={}))
+                except ApiError as exc:
+                    if exc.status.code != 409:
+                        raise
+            if have is None or have["status"] != entry["status"]:
+                await self.client.patch(
+                    ServiceBGPStatus.Status,
+                    name,
+                    {"status": entry["status"]},
+                    namespace=self.namespace,
+                    patch_type=PatchType.MERGE,
+                )
+
+    async def _delete_own_statuses(self) -> None:
+        for have in list(self.statuses.items.values()):
+            if have["labels"].get(NODE_LABEL) == self.node:
+                with contextlib.suppress(ApiError, *TRANSIENT):
+                    await self.client.delete(ServiceBGPStatus, have["name"], namespace=self.namespace)

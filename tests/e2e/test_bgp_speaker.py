@@ -1,0 +1,122 @@
+"""The speaker in BGP mode, observed at a router we did not write (BIRD 2).
+
+The layer 2 lab's three nodes each run FRR (driven by their speaker through frr-reload.py) and
+peer with BIRD in olb-router: eBGP over IPv4, iBGP over IPv6. Every assertion reads the
+router's own RIB (`birdc show route ... all`) or its sessions (`birdc show protocols`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.bgplab import BgpLab, node_v4
+from tests.support.l2lab import NODES, service_manifest
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("bird") or not shutil.which("vtysh"),
+    reason="the BGP lab needs root, BIRD 2 and FRR (make host-deps installs them)",
+)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BgpLab]:
+    the_lab = BgpLab(tmp_path_factory.mktemp("bgplab"))
+    try:
+        the_lab.up()
+        the_lab.start_speakers()
+        the_lab.wait_established()
+        yield the_lab
+    finally:
+        the_lab.down()
+
+
+@pytest.fixture
+def ns(lab: BgpLab, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = "bgp-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    lab.l2.kubectl("create", "namespace", name)
+    yield name
+    lab.l2.kubectl("delete", "namespace", name, "--wait=false")
+
+
+def test_every_node_announces_a_cluster_service_and_local_follows_endpoints(lab: BgpLab, ns: str) -> None:
+    lab.l2.apply(service_manifest(ns, "web", nodes=("n1", "n2")))
+    (ip,) = lab.l2.service_ips(ns, "web")
+    lab.wait_next_hops(f"{ip}/32", set(NODES))  # ETP Cluster: every node, the router spreads (ECMP)
+    routes = lab.routes(f"{ip}/32")
+    assert {r.attributes.get("BGP.as_path") for r in routes} == {"64512"}
+    lab.l2.kubectl("patch", "service", "-n", ns, "web", "-p", '{"spec":{"externalTrafficPolicy":"Local"}}')
+    lab.wait_next_hops(f"{ip}/32", {"n1", "n2"})  # Local: only the nodes with a ready endpoint
+    lab.l2.apply(service_manifest(ns, "web", nodes=("n3",)))
+    lab.wait_next_hops(f"{ip}/32", {"n3"})  # the endpoints moved: so did the next hops
+    lab.l2.kubectl("delete", "service", "-n", ns, "web")
+    lab.wait_next_hops(f"{ip}/32", set())
+
+
+def test_ipv6_over_ibgp(lab: BgpLab, ns: str) -> None:
+    lab.l2.apply(service_manifest(ns, "six", families="[IPv6]"))
+    (ip,) = lab.l2.service_ips(ns, "six")
+    lab.wait_next_hops(f"{ip}/128", set(NODES))
+    assert {r.attributes.get("BGP.local_pref") for r in lab.routes(f"{ip}/128")} == {"100"}  # iBGP
+
+
+def test_communities_and_local_pref_arrive(lab: BgpLab, ns: str) -> None:
+    lab.l2.apply("""
+apiVersion: metallb.io/v1beta1
+kind: Community
+metadata: {name: lab, namespace: metallb-system}
+spec: {communities: [{name: no-export-ish, value: "65000:300"}]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: tagged, namespace: metallb-system}
+spec: {ipAddressPools: [lab], communities: [no-export-ish, "65000:7", "large:64512:1:2"], localPref: 250}
+""")
+    try:
+        lab.l2.apply(service_manifest(ns, "tagged", families="[IPv4, IPv6]", policy="RequireDualStack"))
+        v4, v6 = sorted(lab.l2.service_ips(ns, "tagged", count=2), key=lambda a: ":" in a)
+        lab.wait_next_hops(f"{v4}/32", set(NODES))
+        lab.wait_next_hops(f"{v6}/128", set(NODES))
+        for route in lab.routes(f"{v4}/32"):  # eBGP: communities, no localPref from us
+            assert route.attributes.get("BGP.community") == "(65000,7) (65000,300)", route
+            assert route.attributes.get("BGP.large_community") == "(64512, 1, 2)", route
+        for route in lab.routes(f"{v6}/128"):  # iBGP: localPref too
+            assert route.attributes.get("BGP.local_pref") == "250", route
+    finally:
+        lab.l2.kubectl("delete", "bgpadvertisement", "-n", "metallb-system", "tagged", "--ignore-not-found")
+        lab.l2.kubectl("delete", "community", "-n", "metallb-system", "lab", "--ignore-not-found")
+
+
+def test_service_churn_resets_no_session(lab: BgpLab, ns: str) -> None:
+    before = lab.wait_established()
+    manifests = "\n---\n".join(service_manifest(ns, f"churn{i}") for i in range(100))
+    lab.l2.apply(manifests)
+    ips = [lab.l2.service_ips(ns, f"churn{i}")[0] for i in (0, 99)]
+    for ip in ips:
+        lab.wait_next_hops(f"{ip}/32", set(NODES), timeout=60)
+    lab.l2.kubectl("delete", "services", "-n", ns, "--all")
+    for ip in ips:
+        lab.wait_next_hops(f"{ip}/32", set(), timeout=60)
+    assert lab.wait_established() == before  # same sessions, same "since": not one reset
+
+
+def test_a_fenced_speaker_withdraws_and_a_stopped_one_leaves_frr_announcing(lab: BgpLab, ns: str) -> None:
+    lab.l2.apply(service_manifest(ns, "web"))
+    (ip,) = lab.l2.service_ips(ns, "web")
+    lab.wait_next_hops(f"{ip}/32", set(NODES))
+    lab.l2.partition("n3")  # cannot renew its Lease: announces nothing
+    try:
+        lab.wait_next_hops(f"{ip}/32", {"n1", "n2"}, timeout=20)
+    finally:
+        lab.l2.heal("n3")
+    lab.wait_next_hops(f"{ip}/32", set(NODES), timeout=20)
+    lab.l2.speakers["n2"].stop(signal.SIGTERM)  # a restart: FRR keeps announcing meanwhile
+    assert node_v4("n2") in lab.next_hops(f"{ip}/32")
+    lab.l2.start_speaker("n2", "--bgp", "--frr-pathspace", "n2")
+    lab.l2.wait_ready(("n2",))
+    lab.wait_next_hops(f"{ip}/32", set(NODES))

@@ -1,0 +1,226 @@
+"""The BGP lab: the layer 2 lab (tests/support/l2lab.py) plus FRR in every node namespace and a
+router we did not write, BIRD 2, in olb-router (lab/bin/netlab). The nodes peer with the router
+over segment B: eBGP over IPv4 (router AS 64500, nodes AS 64512), iBGP over IPv6 (AS 64512).
+Observations are the router's own: `birdc show route ... all` and `birdc show protocols`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.controlplane import wait_for
+from tests.support.l2lab import NODES, L2Lab, in_ns, sh
+
+ROUTER = "olb-router"
+FAR = "olb-far"
+ROUTER_V4, ROUTER_V6 = "203.0.113.1", "2001:db8:b::1"
+ROUTER_ASN, NODE_ASN = 64500, 64512
+FRR_BIN = Path("/usr/lib/frr")
+FRR_DAEMONS = ("zebra", "bgpd", "bfdd")
+
+
+def node_v4(node: str) -> str:
+    return f"203.0.113.{10 + NODES.index(node) + 1}"
+
+
+def node_v6(node: str) -> str:
+    return f"2001:db8:b::{10 + NODES.index(node) + 1}"
+
+
+PEERS = f"""
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: router-v4, namespace: metallb-system}}
+spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {ROUTER_V4}, holdTime: 9s, keepaliveTime: 3s}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: router-v6, namespace: metallb-system}}
+spec: {{myASN: {NODE_ASN}, peerASN: {NODE_ASN}, peerAddress: "{ROUTER_V6}", holdTime: 9s, keepaliveTime: 3s}}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: lab, namespace: metallb-system}}
+spec: {{ipAddressPools: [lab]}}
+"""
+
+
+def bird_config(log: Path) -> str:
+    nodes4 = "\n".join(f"protocol bgp {n} from node4 {{ neighbor {node_v4(n)} as {NODE_ASN}; }}" for n in NODES)
+    nodes6 = "\n".join(f"protocol bgp {n}v6 from node6 {{ neighbor {node_v6(n)} as {NODE_ASN}; }}" for n in NODES)
+    return f"""
+log "{log}" all;
+router id {ROUTER_V4};
+timeformat protocol iso long ms;
+timeformat route iso long ms;
+protocol device {{ scan time 5; }}
+protocol direct {{ ipv4; ipv6; interface "eth*"; }}
+protocol kernel {{ ipv4 {{ export all; }}; merge paths yes; }}
+protocol kernel {{ ipv6 {{ export all; }}; merge paths yes; }}
+template bgp node4 {{
+  local {ROUTER_V4} as {ROUTER_ASN};
+  hold time 9; keepalive time 3; connect retry time 1; error wait time 1, 5;
+  ipv4 {{ import all; export none; }};
+}}
+template bgp node6 {{
+  local {ROUTER_V6} as {NODE_ASN};
+  hold time 9; keepalive time 3; connect retry time 1; error wait time 1, 5;
+  ipv6 {{ import all; export none; gateway direct; }};
+}}
+{nodes4}
+{nodes6}
+"""
+
+
+@dataclass
+class Route:
+    via: str
+    protocol: str
+    attributes: dict[str, str] = field(default_factory=dict)  # BGP.local_pref -> "100", ...
+
+
+def parse_routes(text: str) -> list[Route]:
+    """`birdc show route <prefix> all`: one Route per alternative (one per announcing session)."""
+    routes: list[Route] = []
+    for line in text.splitlines():
+        head = re.search(r"unicast \[(\S+) ", line)
+        if head:
+            routes.append(Route(via="", protocol=head.group(1)))
+            continue
+        if not routes:
+            continue
+        via = re.match(r"\s+via (\S+)", line)
+        if via:
+            routes[-1].via = via.group(1)
+        attr = re.match(r"\s+(BGP\.\w+): (.*)", line)
+        if attr:
+            routes[-1].attributes[attr.group(1)] = attr.group(2).strip()
+    return routes
+
+
+class BgpLab:
+    """`up()` once (the layer 2 lab, BIRD, FRR per node), speakers per test, `down()` at the end."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.l2 = L2Lab(workdir)
+        self.socket = workdir / "bird.ctl"
+        self.bird: subprocess.Popen[bytes] | None = None
+
+    def up(self) -> None:
+        self.l2.up()
+        try:
+            self._start_bird()
+            for node in NODES:
+                self.start_frr(node)
+            self.l2.apply(PEERS)
+        except BaseException:
+            self.down()
+            raise
+
+    def down(self) -> None:
+        for node in NODES:
+            self.stop_frr(node)
+        if self.bird is not None and self.bird.poll() is None:
+            self.bird.send_signal(signal.SIGTERM)
+            try:
+                self.bird.wait(10)
+            except subprocess.TimeoutExpired:
+                self.bird.kill()
+        self.l2.down()
+
+    # -- the router
+
+    def _start_bird(self) -> None:
+        conf = self.workdir / "bird.conf"
+        conf.write_text(bird_config(self.workdir / "bird.log"))
+        log = (self.workdir / "bird.out").open("ab")
+        self.bird = subprocess.Popen(
+            ["ip", "netns", "exec", ROUTER, "bird", "-f", "-c", str(conf), "-s", str(self.socket)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_for("BIRD answers", lambda: self.birdc("show status", check=False).find("Daemon is up") >= 0, 20)
+
+    def birdc(self, command: str, check: bool = True) -> str:
+        out = sh("birdc", "-s", str(self.socket), *command.split(), check=check, timeout=30)
+        return out.stdout
+
+    def routes(self, prefix: str) -> list[Route]:
+        return parse_routes(self.birdc(f"show route {prefix} all", check=False))
+
+    def next_hops(self, prefix: str) -> set[str]:
+        return {r.via for r in self.routes(prefix)}
+
+    def wait_next_hops(self, prefix: str, nodes: set[str], timeout: float = 15) -> None:
+        want = {node_v6(n) if ":" in prefix else node_v4(n) for n in nodes}
+        seen: list[set[str]] = [set()]
+
+        def check() -> bool:
+            seen[0] = self.next_hops(prefix)
+            return seen[0] == want
+
+        try:
+            wait_for(f"{prefix} via {sorted(want) or 'nobody'}", check, timeout, 0.05)
+        except AssertionError:
+            raise AssertionError(
+                f"{prefix}: wanted next hops {sorted(want)}, the router has {sorted(seen[0])}\n"
+                f"{self.birdc('show protocols')}\n{self.speaker_logs()}"
+            ) from None
+
+    def sessions(self) -> dict[str, tuple[str, str]]:
+        """BGP protocol -> (state, since) as BIRD shows them."""
+        out: dict[str, tuple[str, str]] = {}
+        for line in self.birdc("show protocols").splitlines():
+            parts = line.split()
+            if len(parts) >= 6 and parts[1] == "BGP":  # name BGP table state DATE TIME info...
+                out[parts[0]] = (parts[6] if len(parts) > 6 else parts[3], f"{parts[4]} {parts[5]}")
+        return out
+
+    def wait_established(self, timeout: float = 30) -> dict[str, tuple[str, str]]:
+        def up() -> dict[str, tuple[str, str]] | None:
+            got = self.sessions()
+            return got if got and all(state == "Established" for state, _ in got.values()) else None
+
+        try:
+            return wait_for("every BGP session Established", up, timeout, 0.2)
+        except AssertionError:
+            raise AssertionError(f"{self.birdc('show protocols all')}\n{self.speaker_logs()}") from None
+
+    # -- FRR on the nodes
+
+    def start_frr(self, node: str) -> None:
+        etc, run = Path("/etc/frr") / node, Path("/var/run/frr") / node
+        self.stop_frr(node)
+        for directory, mode in ((etc, "750"), (run, "755")):
+            sh("install", "-d", "-o", "frr", "-g", "frr", "-m", mode, str(directory))
+        (etc / "vtysh.conf").write_text("service integrated-vtysh-config\n")
+        (etc / "frr.conf").write_text(f"frr defaults traditional\nhostname {node}\n!\n")
+        for conf in ("vtysh.conf", "frr.conf"):
+            shutil.chown(etc / conf, "frr", "frr")
+        for daemon in FRR_DAEMONS:
+            in_ns(f"olb-{node}", str(FRR_BIN / daemon), "-d", "-N", node, "-F", "traditional", "-A", "127.0.0.1")
+        wait_for(f"FRR on {node}", lambda: sh("vtysh", "-N", node, "-c", "show version", check=False).returncode == 0)
+
+    def stop_frr(self, node: str) -> None:
+        run = Path("/var/run/frr") / node
+        for daemon in FRR_DAEMONS:
+            pidfile = run / f"{daemon}.pid"
+            if pidfile.exists():
+                sh("kill", "-9", pidfile.read_text().strip(), check=False)
+                pidfile.unlink(missing_ok=True)
+        shutil.rmtree(Path("/etc/frr") / node, ignore_errors=True)
+
+    # -- speakers (layer 2 and BGP)
+
+    def start_speakers(self, *args: str, nodes: tuple[str, ...] = NODES) -> None:
+        for node in nodes:
+            self.l2.start_speaker(node, "--bgp", "--frr-pathspace", node, *args)
+        self.l2.wait_ready(nodes)
+
+    def speaker_logs(self) -> str:
+        return "\n".join(f"--- {n}\n{s.log()[-3000:]}" for n, s in self.l2.speakers.items())
