@@ -92,9 +92,24 @@ spec: {ipAddressPools: [lab], communities: [no-export-ish, "65000:7", "large:645
         lab.l2.kubectl("delete", "community", "-n", "metallb-system", "lab", "--ignore-not-found")
 
 
+CHURN_POOL = """
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: churn, namespace: metallb-system}
+spec: {addresses: [198.18.100.0/24], autoAssign: false}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: churn, namespace: metallb-system}
+spec: {ipAddressPools: [churn]}
+"""
+
+
 def test_service_churn_resets_no_session(lab: BgpLab, ns: str) -> None:
+    lab.l2.apply(CHURN_POOL)
     before = lab.wait_established()
-    manifests = "\n---\n".join(service_manifest(ns, f"churn{i}") for i in range(100))
+    pool = '{"metallb.io/address-pool": churn}'
+    manifests = "\n---\n".join(service_manifest(ns, f"churn{i}", annotations=pool) for i in range(100))
     lab.l2.apply(manifests)
     ips = [lab.l2.service_ips(ns, f"churn{i}")[0] for i in (0, 99)]
     for ip in ips:

@@ -69,8 +69,9 @@ template bgp node4 {{
 }}
 template bgp node6 {{
   local {ROUTER_V6} as {NODE_ASN};
+  direct;  # the nodes share segment B with the router: next hops are theirs, not resolved
   hold time 9; keepalive time 3; connect retry time 1; error wait time 1, 5;
-  ipv6 {{ import all; export none; gateway direct; }};
+  ipv6 {{ import all; export none; }};
 }}
 {nodes4}
 {nodes6}
