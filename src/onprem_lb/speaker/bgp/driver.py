@@ -86,7 +86,9 @@ class Frr:
 
     async def apply(self, text: str) -> None:
         path = self.write(text)
-        await self._run(*self.reload_command, "--reload", "--stdout", *self._pathspace(), str(path))
+        # its temporary files go beside ours: the speaker may write nowhere else (ProtectSystem=strict)
+        rundir = ["--rundir", str(self.confdir)]
+        await self._run(*self.reload_command, "--reload", "--stdout", *rundir, *self._pathspace(), str(path))
 
     async def vtysh_json(self, command: str) -> Any:
         argv = [self.vtysh, *(["-N", self.pathspace] if self.pathspace else []), "-c", command]

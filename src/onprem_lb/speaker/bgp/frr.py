@@ -60,16 +60,10 @@ def _check_password(password: str) -> str | None:
     return None
 
 
-def render(
-    *,
-    hostname: str,
-    peers: Sequence[BGPPeer],
-    routes: Mapping[str, Mapping[str, Attributes]],
-    passwords: Mapping[str, str],
-    bfd_profiles: Mapping[str, BFDProfile],
-) -> Rendered:
-    """``peers``: the BGPPeers selecting this node; ``routes``: peer name -> prefix -> attributes;
-    ``passwords``: peer name -> its password (resolved from the object or its Secret)."""
+def writable(
+    peers: Sequence[BGPPeer], passwords: Mapping[str, str], bfd_profiles: Mapping[str, BFDProfile]
+) -> tuple[list[BGPPeer], dict[str, str]]:
+    """The peers that can go into FRR's configuration (by name), and why each other one cannot."""
     skipped: dict[str, str] = {}
     usable: list[BGPPeer] = []
     for peer in sorted(peers, key=lambda p: p.name):
@@ -82,6 +76,20 @@ def render(
             skipped[peer.name] = problem
         else:
             usable.append(peer)
+    return usable, skipped
+
+
+def render(
+    *,
+    hostname: str,
+    peers: Sequence[BGPPeer],
+    routes: Mapping[str, Mapping[str, Attributes]],
+    passwords: Mapping[str, str],
+    bfd_profiles: Mapping[str, BFDProfile],
+) -> Rendered:
+    """``peers``: the BGPPeers selecting this node; ``routes``: peer name -> prefix -> attributes;
+    ``passwords``: peer name -> its password (resolved from the object or its Secret)."""
+    usable, skipped = writable(peers, passwords, bfd_profiles)
     lines = [HEADER, "frr defaults traditional", f"hostname {hostname}", "!"]
     lines += _policies(usable, routes)
     routers: dict[tuple[int, str], list[BGPPeer]] = {}

@@ -34,6 +34,7 @@ from onprem_lb.speaker.view import View
 
 log = logging.getLogger("onprem_lb.speaker.bgp")
 NODE_LABEL = "metallb.io/node"
+DOWN_GRACE = 20.0  # seconds a session may take to come up before a Warning Event says it did not
 SVC_NAME_LABEL = "metallb.io/service-name"
 SVC_NS_LABEL = "metallb.io/service-namespace"
 
@@ -43,9 +44,17 @@ def status_name(svc_key: str, node: str) -> str:
     return "bgp-" + hashlib.sha256(f"{svc_key}#{node}".encode()).hexdigest()[:16]
 
 
-def _inline_password(plain: dict[str, Any]) -> str | None:
+def _peer_object(plain: dict[str, Any]) -> dict[str, Any]:
+    """What BGP mode needs of a BGPPeer beyond the config model: its inline password (never in
+    the model) and its identity, for Events about its sessions."""
+    meta = plain.get("metadata") or {}
     value = (plain.get("spec") or {}).get("password")
-    return value if isinstance(value, str) and value else None
+    return {
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "uid": meta.get("uid"),
+        "password": value if isinstance(value, str) and value else None,
+    }
 
 
 def _secret_password(plain: dict[str, Any]) -> str | None:
@@ -86,8 +95,8 @@ class Bgp:
         self.events = events
         self.debounce = debounce
         self.poll = poll
-        self.inline = Informer(
-            client, BGPPeer, _inline_password, self._touch, namespace=namespace, name="bgp-passwords"
+        self.peer_objects = Informer(
+            client, BGPPeer, _peer_object, self._touch, namespace=namespace, name="bgppeer-objects"
         )
         self.secrets = Informer(client, Secret, _secret_password, self._touch, namespace=namespace, name="secrets")
         self.statuses = Informer(
@@ -99,6 +108,9 @@ class Bgp:
         self.skipped: Mapping[str, str] = {}
         self.states: dict[str, str] = {}
         self.sessions: dict[tuple[str, str], Session] = {}
+        self.neighbors: dict[tuple[str, str], str] = {}  # (vrf, neighbour) -> BGPPeer name
+        self._down_since: dict[tuple[str, str], float] = {}  # not Established since (monotonic)
+        self._told_down: set[tuple[str, str]] = set()
         self._pending = asyncio.Event()
         self._status_dirty = asyncio.Event()
         self._wake: Callable[[], None] = lambda: None
@@ -106,7 +118,7 @@ class Bgp:
     # -- the protocol interface ------------------------------------------------------------------
 
     def informers(self) -> Sequence[Informer[Any]]:
-        return [self.inline, self.secrets, self.statuses]
+        return [self.peer_objects, self.secrets, self.statuses]
 
     def lease_annotations(self) -> Mapping[str, str]:
         return {}
@@ -126,34 +138,39 @@ class Bgp:
             if peer.password_secret is not None:
                 value = self.secrets.items.get("/".join(peer.password_secret))
             else:
-                value = self.inline.items.get(f"{self.namespace}/{peer.name}")
+                value = (self.peer_objects.items.get(f"{self.namespace}/{peer.name}") or {}).get("password")
             if value is not None:
                 out[peer.name] = value
         return out
 
     def apply(self, view: View) -> None:
         node = view.nodes.get(self.node)
+        passwords = self.passwords(view)
+        # a peer FRR cannot be told about (its password unknown, its BFD profile missing) gets
+        # nothing: the states and ServiceBGPStatus say so, not only the log
+        mine, skipped = frr.writable(announce.node_peers(view.config.peers, node), passwords, view.config.bfd_profiles)
+        self.neighbors = {(p.vrf, p.peer_address or p.interface or ""): p.name for p in mine}
         self.desired = announce.desired(
             view.services,
             node=node,
             may_announce=view.may_announce,
             endpoints=view.endpoints,
             ads=view.config.bgp_advertisements,
-            peers=view.config.peers,
+            peers=mine,
             pool_of=view.config.pool_of,
             pool_labels=view.config.pool_labels,
         )
         rendered = frr.render(
             hostname=self.node,
-            peers=announce.node_peers(view.config.peers, node),
+            peers=mine,
             routes=self.desired.routes,
-            passwords=self.passwords(view),
+            passwords=passwords,
             bfd_profiles=view.config.bfd_profiles,
         )
-        for peer, why in sorted(rendered.skipped.items()):
+        for peer, why in sorted(skipped.items()):
             if self.skipped.get(peer) != why:
                 log.error("BGPPeer %s left out of FRR's configuration: %s", peer, why)
-        self.skipped = rendered.skipped
+        self.skipped = skipped
         self._report_states(self.desired.states)
         metrics.bgp_prefixes.set(len(self.desired.prefixes()))
         if rendered.text != self.text:
@@ -215,12 +232,41 @@ class Bgp:
                         session.state,
                         f" (last reset: {session.last_reset})" if session.last_reset else "",
                     )
+                self._tell(key, session, before)
                 metrics.bgp_session_up.labels(session.peer, session.vrf).set(int(session.state == "Established"))
             for gone in self.sessions.keys() - sessions.keys():
                 with contextlib.suppress(KeyError):
                     metrics.bgp_session_up.remove(gone[1], gone[0])
             self.sessions = sessions
             await asyncio.sleep(self.poll)
+
+    def _tell(self, key: tuple[str, str], session: Session, before: Session | None) -> None:
+        """Events on the BGPPeer: a session that went down, or never came up within
+        ``DOWN_GRACE`` seconds (a wrong password or ASN looks like that), and its recovery."""
+        peer = self.peer_objects.items.get(f"{self.namespace}/{self.neighbors.get(key, '')}")
+        now = time.monotonic()
+        if session.state == "Established":
+            self._down_since.pop(key, None)
+            if key in self._told_down and peer is not None:
+                self.events.record(
+                    peer, "Normal", "SessionEstablished",
+                    f"node {self.node}: BGP session to {session.peer} established", kind="BGPPeer",
+                    api_version="metallb.io/v1beta2",
+                )  # fmt: skip
+            self._told_down.discard(key)
+            return
+        since = self._down_since.setdefault(key, now)
+        was_up = before is not None and before.state == "Established"
+        if key in self._told_down or peer is None or not (was_up or now - since >= DOWN_GRACE):
+            return
+        self._told_down.add(key)
+        reset = f"; FRR's last reset: {session.last_reset}" if session.last_reset else ""
+        self.events.record(
+            peer, "Warning", "SessionDown",
+            f"node {self.node}: BGP session to {session.peer} is {session.state}{reset}. Check the "
+            "router's address and ASNs, the password on both sides, and that the router accepts "
+            "this node as a neighbour", kind="BGPPeer", api_version="metallb.io/v1beta2",
+        )  # fmt: skip
 
     def _report_states(self, states: Mapping[str, str]) -> None:
         for ip, state in sorted(states.items()):
