@@ -11,11 +11,13 @@ import os
 import re
 import shutil
 import signal
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support.bgplab import BgpLab, node_v4
+from tests.support.bgplab import V6_PASSWORD, BgpLab, node_v4, password_secret
+from tests.support.controlplane import wait_for
 from tests.support.l2lab import NODES, service_manifest
 
 pytestmark = pytest.mark.skipif(
@@ -135,3 +137,45 @@ def test_a_fenced_speaker_withdraws_and_a_stopped_one_leaves_frr_announcing(lab:
     lab.l2.start_speaker("n2", "--bgp", "--frr-pathspace", "n2")
     lab.l2.wait_ready(("n2",))
     lab.wait_next_hops(f"{ip}/32", set(NODES))
+
+
+@pytest.mark.timing
+def test_a_dead_node_is_withdrawn_at_bfd_pace(lab: BgpLab, ns: str) -> None:
+    lab.l2.apply(service_manifest(ns, "web"))
+    (ip,) = lab.l2.service_ips(ns, "web")
+    lab.wait_next_hops(f"{ip}/32", set(NODES))
+    started = time.monotonic()
+    lab.l2.kill_node("n3")  # speaker killed, links down: FRR in n3 can say nothing any more
+    try:
+        lab.wait_next_hops(f"{ip}/32", {"n1", "n2"}, timeout=8)
+        took = time.monotonic() - started
+        # BFD (3 x 300 ms) and not the 9 s hold time took it away
+        assert took < 3.0, f"withdrawn after {took:.2f} s"
+    finally:
+        lab.l2.revive_node("n3")
+        lab.l2.start_speaker("n3", "--bgp", "--frr-pathspace", "n3")
+        lab.l2.wait_ready(("n3",))
+    lab.wait_next_hops(f"{ip}/32", set(NODES), timeout=40)
+
+
+def test_a_password_mismatch_keeps_the_session_down_with_a_clear_status(lab: BgpLab, ns: str) -> None:
+    lab.l2.apply(service_manifest(ns, "six", families="[IPv6]"))
+    (ip,) = lab.l2.service_ips(ns, "six")
+    lab.wait_next_hops(f"{ip}/128", set(NODES))
+    lab.l2.apply(password_secret("not-the-routers"))
+    try:
+        lab.wait_next_hops(f"{ip}/128", set(), timeout=30)
+        v6 = {name: state for name, (state, _since) in lab.sessions().items() if name.endswith("v6")}
+        assert v6 and "Established" not in v6.values(), v6
+
+        def told() -> list[str]:
+            events = lab.l2.get("events", "-n", "metallb-system",
+                                "--field-selector", "involvedObject.name=router-v6")["items"]  # fmt: skip
+            return [e["message"] for e in events if e.get("reason") == "SessionDown"]
+
+        messages = wait_for("a SessionDown Event on BGPPeer router-v6", told, 60, 1.0)
+        assert any("the password on both sides" in m for m in messages), messages
+        assert {m.split(":")[0] for m in messages} == {f"node {n}" for n in NODES}, messages
+    finally:
+        lab.l2.apply(password_secret(V6_PASSWORD))
+    lab.wait_next_hops(f"{ip}/128", set(NODES), timeout=60)

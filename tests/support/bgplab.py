@@ -1,6 +1,7 @@
 """The BGP lab: the layer 2 lab (tests/support/l2lab.py) plus FRR in every node namespace and a
 router we did not write, BIRD 2, in olb-router (lab/bin/netlab). The nodes peer with the router
 over segment B: eBGP over IPv4 (router AS 64500, nodes AS 64512), iBGP over IPv6 (AS 64512).
+IPv4 sessions run BFD (300 ms x 3) and IPv6 ones a TCP MD5 password from a Secret.
 Observations are the router's own: `birdc show route ... all` and `birdc show protocols`.
 """
 
@@ -32,22 +33,47 @@ def node_v6(node: str) -> str:
     return f"2001:db8:b::{10 + NODES.index(node) + 1}"
 
 
-PEERS = f"""
+V6_PASSWORD = "lab-v6-secret"  # noqa: S105  # the lab router's, in the lab only
+
+
+def password_secret(password: str) -> str:
+    """The router-v6 peer's passwordSecret (kubernetes.io/basic-auth, as MetalLB reads it)."""
+    return f"""
+apiVersion: v1
+kind: Secret
+metadata: {{name: router-v6-password, namespace: metallb-system}}
+type: kubernetes.io/basic-auth
+stringData: {{password: "{password}"}}
+"""
+
+
+PEERS = (
+    password_secret(V6_PASSWORD)
+    + f"""
+---
+apiVersion: metallb.io/v1beta1
+kind: BFDProfile
+metadata: {{name: fast, namespace: metallb-system}}
+spec: {{receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3}}
+---
 apiVersion: metallb.io/v1beta2
 kind: BGPPeer
 metadata: {{name: router-v4, namespace: metallb-system}}
-spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {ROUTER_V4}, holdTime: 9s, keepaliveTime: 3s}}
+spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {ROUTER_V4}, holdTime: 9s, keepaliveTime: 3s,
+        bfdProfile: fast}}
 ---
 apiVersion: metallb.io/v1beta2
 kind: BGPPeer
 metadata: {{name: router-v6, namespace: metallb-system}}
-spec: {{myASN: {NODE_ASN}, peerASN: {NODE_ASN}, peerAddress: "{ROUTER_V6}", holdTime: 9s, keepaliveTime: 3s}}
+spec: {{myASN: {NODE_ASN}, peerASN: {NODE_ASN}, peerAddress: "{ROUTER_V6}", holdTime: 9s, keepaliveTime: 3s,
+        passwordSecret: {{name: router-v6-password, namespace: metallb-system}}}}
 ---
 apiVersion: metallb.io/v1beta1
 kind: BGPAdvertisement
 metadata: {{name: lab, namespace: metallb-system}}
 spec: {{ipAddressPools: [lab]}}
 """
+)
 
 
 def bird_config(log: Path) -> str:
@@ -62,14 +88,17 @@ protocol device {{ scan time 5; }}
 protocol direct {{ ipv4; ipv6; interface "eth*"; }}
 protocol kernel {{ ipv4 {{ export all; }}; merge paths yes; }}
 protocol kernel {{ ipv6 {{ export all; }}; merge paths yes; }}
+protocol bfd {{ interface "eth0" {{ min rx interval 300 ms; min tx interval 300 ms; multiplier 3; }}; }}
 template bgp node4 {{
   local {ROUTER_V4} as {ROUTER_ASN};
   hold time 9; keepalive time 3; connect retry time 1; error wait time 1, 5;
+  bfd on;  # IPv4 sessions: a dead node is withdrawn at BFD's pace (3 x 300 ms), not the hold time's
   ipv4 {{ import all; export none; }};
 }}
 template bgp node6 {{
   local {ROUTER_V6} as {NODE_ASN};
   direct;  # the nodes share segment B with the router: next hops are theirs, not resolved
+  password "{V6_PASSWORD}";  # TCP MD5, as the BGPPeer's passwordSecret says
   hold time 9; keepalive time 3; connect retry time 1; error wait time 1, 5;
   ipv6 {{ import all; export none; }};
 }}
