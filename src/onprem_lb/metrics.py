@@ -102,12 +102,16 @@ bgp_session_up = Gauge(
 )
 bgp_prefixes = Gauge("onprem_lb_speaker_bgp_prefixes", "Prefixes this node announces over BGP", registry=SPEAKER)
 frr_reloads = Counter(
-    "onprem_lb_speaker_frr_reloads", "FRR configuration reloads, by result (ok, failed)", ["result"], registry=SPEAKER
+    "onprem_lb_speaker_frr_reloads",
+    "FRR configuration changes, by how: incremental (vtysh, routes only), reload (frr-reload.py), failed",
+    ["result"],
+    registry=SPEAKER,
 )
 frr_reload_seconds = Histogram(
     "onprem_lb_speaker_frr_reload_seconds",
-    "Time frr-reload.py took to apply a configuration",
-    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+    "Time a configuration change took FRR, by how (incremental, reload)",
+    ["how"],
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
     registry=SPEAKER,
 )
 fenced = Gauge(

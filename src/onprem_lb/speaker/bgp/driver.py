@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from onprem_lb.speaker.bgp import incremental
+
+log = logging.getLogger("onprem_lb.speaker.bgp")
 RELOAD = "/usr/lib/frr/frr-reload.py"
 
 
@@ -84,11 +88,23 @@ class Frr:
         tmp.replace(self.path)
         return self.path
 
-    async def apply(self, text: str) -> None:
+    async def apply(self, text: str, running: str | None = None) -> str:
+        """Bring FRR to ``text``. With ``running`` (the text FRR took last), a change of routes
+        only goes as vtysh commands (``incremental``); anything else, or commands FRR refuses,
+        through frr-reload.py. Returns how: "incremental" or "reload"."""
         path = self.write(text)
+        lines = incremental.commands(running, text) if running is not None else None
+        if lines is not None:
+            try:
+                if lines:
+                    await self._run(*incremental.vtysh_argv(self.vtysh, self.pathspace, lines))
+                return "incremental"
+            except FrrError as exc:
+                log.warning("FRR refused the route change (%s); reloading the whole configuration", exc)
         # its temporary files go beside ours: the speaker may write nowhere else (ProtectSystem=strict)
         rundir = ["--rundir", str(self.confdir)]
         await self._run(*self.reload_command, "--reload", "--stdout", *rundir, *self._pathspace(), str(path))
+        return "reload"
 
     async def vtysh_json(self, command: str) -> Any:
         argv = [self.vtysh, *(["-N", self.pathspace] if self.pathspace else []), "-c", command]

@@ -52,6 +52,16 @@ def _digest(attrs: Attributes) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
+def _seq(prefix: str, used: set[int]) -> int:
+    """A prefix's sequence number in its list, from the prefix itself: stable while other
+    prefixes come and go (entries are all ``permit``, so their order means nothing)."""
+    seq = 1 + int.from_bytes(hashlib.sha256(prefix.encode()).digest()[:4], "big") % 4_000_000_000
+    while seq in used:  # a collision (rare): the next free number
+        seq += 1
+    used.add(seq)
+    return seq
+
+
 def _check_password(password: str) -> str | None:
     if not password or len(password) > 80:
         return "the BGP password must be 1 to 80 characters"
@@ -90,6 +100,7 @@ def render(
     """``peers``: the BGPPeers selecting this node; ``routes``: peer name -> prefix -> attributes;
     ``passwords``: peer name -> its password (resolved from the object or its Secret)."""
     usable, skipped = writable(peers, passwords, bfd_profiles)
+    # the system's host name, as FRR shows it: another one would be set again on every reload
     lines = [HEADER, "frr defaults traditional", f"hostname {hostname}", "!"]
     lines += _policies(usable, routes)
     routers: dict[tuple[int, str], list[BGPPeer]] = {}
@@ -118,8 +129,9 @@ def _policies(peers: Sequence[BGPPeer], routes: Mapping[str, Mapping[str, Attrib
         for (family, attrs), prefixes in sorted(groups.items(), key=lambda g: (g[0][0], _digest(g[0][1]))):
             name = f"onprem-{peer.name}-v{family}-{_digest(attrs)}"
             kind = "ip" if family == 4 else "ipv6"
-            for seq, prefix in enumerate(sorted(prefixes, key=ipaddress.ip_network), start=1):
-                lines.append(f"{kind} prefix-list {name} seq {seq} permit {prefix}")
+            used: set[int] = set()
+            for prefix in sorted(prefixes, key=ipaddress.ip_network):
+                lines.append(f"{kind} prefix-list {name} seq {_seq(prefix, used)} permit {prefix}")
             entry = [f" match {kind} address prefix-list {name}"]
             standard = [c for c in attrs.communities if not c.startswith(("large:", "ext:"))]
             large = [c.removeprefix("large:") for c in attrs.communities if c.startswith("large:")]
@@ -172,8 +184,8 @@ def _router(
             lines.append(f" neighbor {n} update-source {peer.source_address}")
         if peer.ebgp_multihop:
             lines.append(f" neighbor {n} ebgp-multihop")
-        if peer.bfd_profile:
-            lines.append(f" neighbor {n} bfd profile {peer.bfd_profile}")
+        if peer.bfd_profile:  # both lines, as FRR shows them (else each reload drops BFD)
+            lines += [f" neighbor {n} bfd", f" neighbor {n} bfd profile {peer.bfd_profile}"]
         if peer.enable_graceful_restart:
             lines.append(f" neighbor {n} graceful-restart")
     for family in (4, 6):
@@ -200,14 +212,19 @@ def _router(
 
 
 def _bfd_profile(profile: BFDProfile) -> list[str]:
-    lines = [
-        f" profile {profile.name}",
-        f"  detect-multiplier {profile.detect_multiplier}",
-        f"  receive-interval {profile.receive_interval}",
-        f"  transmit-interval {profile.transmit_interval}",
-    ]
+    """Only what differs from bfdd's defaults: FRR does not show defaults, and a line it does
+    not show is one frr-reload.py sends again on every reload."""
+    lines = [f" profile {profile.name}"]
+    if profile.detect_multiplier != 3:
+        lines.append(f"  detect-multiplier {profile.detect_multiplier}")
+    if profile.receive_interval != 300:
+        lines.append(f"  receive-interval {profile.receive_interval}")
+    if profile.transmit_interval != 300:
+        lines.append(f"  transmit-interval {profile.transmit_interval}")
     if profile.echo_mode:
-        lines += ["  echo-mode", f"  echo receive-interval {profile.echo_interval}"]
+        lines.append("  echo-mode")
+        if profile.echo_interval != 50:
+            lines.append(f"  echo receive-interval {profile.echo_interval}")
     if profile.passive_mode:
         lines.append("  passive-mode")
     if profile.minimum_ttl != 254:

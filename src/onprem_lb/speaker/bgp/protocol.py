@@ -1,9 +1,12 @@
 """BGP behind the speaker's protocol interface: what to announce (``announce``, pure), FRR's
 configuration (``frr``, pure), applied through FRR's tools (``driver``), ServiceBGPStatus objects.
 
-A change is applied ``debounce`` seconds after it is seen (a burst of Services is one reload),
-and a failed reload is retried with backoff until FRR takes the configuration; the last text
-FRR took is kept, so an unchanged decision costs nothing. The sessions' state is read every
+A change is applied ``debounce`` seconds after it is seen (a burst of Services is one apply):
+a change of routes only as vtysh commands (``incremental``, tens of milliseconds), anything
+else with frr-reload.py (about a second), which also runs once after ``RECONCILE_AFTER``
+seconds of quiet to check the whole text. A failed apply is retried with backoff, as a full
+reload, until FRR takes it; the last text FRR took is kept, so an unchanged decision costs
+nothing. The sessions' state is read every
 ``poll`` seconds into metrics and a log line per change.
 
 A fenced speaker (its Lease not renewed) withdraws every route; a speaker that stops (SIGTERM)
@@ -17,6 +20,7 @@ import base64
 import contextlib
 import hashlib
 import logging
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -34,6 +38,7 @@ from onprem_lb.speaker.view import View
 
 log = logging.getLogger("onprem_lb.speaker.bgp")
 NODE_LABEL = "metallb.io/node"
+RECONCILE_AFTER = 30.0  # seconds of quiet after route-only changes before a full frr-reload.py
 DOWN_GRACE = 20.0  # seconds a session may take to come up before a Warning Event says it did not
 SVC_NAME_LABEL = "metallb.io/service-name"
 SVC_NS_LABEL = "metallb.io/service-namespace"
@@ -161,7 +166,7 @@ class Bgp:
             pool_labels=view.config.pool_labels,
         )
         rendered = frr.render(
-            hostname=self.node,
+            hostname=socket.gethostname(),
             peers=mine,
             routes=self.desired.routes,
             passwords=passwords,
@@ -191,27 +196,36 @@ class Bgp:
 
     async def _applier(self) -> None:
         backoff = 0.5
+        reconcile = False  # the last change went as vtysh commands: check the whole text when quiet
         while True:
+            if reconcile:
+                try:
+                    await asyncio.wait_for(self._pending.wait(), RECONCILE_AFTER)
+                except asyncio.TimeoutError:
+                    self._pending.set()
+                    self.applied = None  # quiet for a while: frr-reload.py compares everything once
             await self._pending.wait()
-            await asyncio.sleep(self.debounce)  # a burst of changes: one reload
+            await asyncio.sleep(self.debounce)  # a burst of changes: one apply
             self._pending.clear()
             text = self.text
             if text is None or text == self.applied:
                 continue
             started = time.perf_counter()
             try:
-                await self.frr.apply(text)
+                how = await self.frr.apply(text, self.applied)
             except FrrError as exc:
                 metrics.frr_reloads.labels("failed").inc()
                 log.error("FRR did not take the configuration (%s); retrying in %.1f s", exc, backoff)
+                self.applied = None  # FRR's state is unknown now: the retry is a full reload
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 self._pending.set()
                 continue
             backoff = 0.5
-            metrics.frr_reloads.labels("ok").inc()
-            metrics.frr_reload_seconds.observe(time.perf_counter() - started)
-            log.info("FRR configuration applied: %d prefixes", len(self.desired.prefixes()))
+            reconcile = how == "incremental"
+            metrics.frr_reloads.labels(how).inc()
+            metrics.frr_reload_seconds.labels(how).observe(time.perf_counter() - started)
+            log.info("FRR configuration applied (%s): %d prefixes", how, len(self.desired.prefixes()))
             self.applied = text
             self._status_dirty.set()
 

@@ -53,11 +53,12 @@ class FakeFrr:
         self.applied: list[str] = []
         self.failures = failures
 
-    async def apply(self, text: str) -> None:
+    async def apply(self, text: str, running: str | None = None) -> str:
         if self.failures:
             self.failures -= 1
             raise FrrError("frr-reload.py exited 1: line 9: % Unknown command")
         self.applied.append(text)
+        return "reload" if running is None else "incremental"
 
 
 class Recorder:

@@ -1,0 +1,153 @@
+"""onprem-lb speaker in BGP mode, measured at the router (BIRD 2 in the lab; tests/support/bgplab.py).
+
+1. Service create -> route at the router: a LoadBalancer Service (ETP Cluster) is created; the
+   time until BIRD holds its /32 with a next hop per node. N runs, one Service at a time.
+2. Withdraw on node failure: the node dies (speaker SIGKILLed, links down; FRR left running but
+   cut off); the time until BIRD drops its next hop. IPv4 sessions run BFD (300 ms x 3), IPv6
+   ones do not (hold time 9 s).
+3. Session resets during churn: 100 Services created and deleted; BIRD's sessions' "since".
+
+Targets (issue 14): route <= 1 s, withdraw <= 1 s with BFD, 0 resets.
+Results: bench/results/bgp.json. Run as root: .venv/bin/python bench/bgp_bench.py [--runs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support.bgplab import BgpLab  # noqa: E402
+from tests.support.l2lab import NODES, service_manifest  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "bgp.json"
+
+
+def wait_until(check: Any, timeout: float) -> float | None:
+    """Seconds until check() is true, polling every 10 ms; None past the timeout."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(0.01)
+    return None
+
+
+def summary(values: list[float | None]) -> dict[str, Any]:
+    got = sorted(v for v in values if v is not None)
+    return {
+        "runs": len(values),
+        "missed": len(values) - len(got),
+        "p50_s": round(statistics.median(got), 3) if got else None,
+        "p95_s": round(got[max(0, int(len(got) * 0.95 + 0.5) - 1)], 3) if got else None,
+        "max_s": round(got[-1], 3) if got else None,
+    }
+
+
+def route_latency(lab: BgpLab, runs: int) -> dict[str, Any]:
+    lab.l2.kubectl("create", "namespace", "bench-route")
+    latencies: list[float | None] = []
+    want = {f"203.0.113.{11 + i}" for i in range(len(NODES))}
+    for i in range(runs):
+        started = time.monotonic()
+        lab.l2.apply(service_manifest("bench-route", f"r{i}"))
+        (ip,) = lab.l2.service_ips("bench-route", f"r{i}")
+        waited = wait_until(lambda ip=ip: lab.next_hops(f"{ip}/32") == want, 15)
+        latencies.append(None if waited is None else time.monotonic() - started)
+        time.sleep(0.3)
+    lab.l2.kubectl("delete", "namespace", "bench-route", "--wait=false")
+    return summary(latencies)
+
+
+def withdraw(lab: BgpLab, runs: int, family: int) -> dict[str, Any]:
+    lab.l2.kubectl("create", "namespace", f"bench-w{family}")
+    families = "[IPv4]" if family == 4 else "[IPv6]"
+    lab.l2.apply(service_manifest(f"bench-w{family}", "web", families=families))
+    (ip,) = lab.l2.service_ips(f"bench-w{family}", "web")
+    prefix = f"{ip}/32" if family == 4 else f"{ip}/128"
+    times: list[float | None] = []
+    for i in range(runs):
+        victim = NODES[i % len(NODES)]
+        hop = f"203.0.113.{11 + NODES.index(victim)}" if family == 4 else f"2001:db8:b::{11 + NODES.index(victim)}"
+        wait_until(lambda hop=hop: hop in lab.next_hops(prefix) and len(lab.next_hops(prefix)) == len(NODES), 60)
+        started = time.monotonic()
+        lab.l2.kill_node(victim)
+        waited = wait_until(lambda hop=hop: hop not in lab.next_hops(prefix), 20)
+        times.append(None if waited is None else time.monotonic() - started)
+        lab.l2.revive_node(victim)
+        lab.l2.start_speaker(victim, "--bgp", "--frr-pathspace", victim)
+        lab.l2.wait_ready((victim,))
+    wait_until(lambda: len(lab.next_hops(prefix)) == len(NODES), 60)
+    lab.l2.kubectl("delete", "namespace", f"bench-w{family}", "--wait=false")
+    return summary(times)
+
+
+def churn(lab: BgpLab, count: int) -> dict[str, Any]:
+    lab.l2.apply(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: churn, namespace: metallb-system}\n"
+        "spec: {addresses: [198.18.100.0/24], autoAssign: false}\n---\napiVersion: metallb.io/v1beta1\n"
+        "kind: BGPAdvertisement\nmetadata: {name: churn, namespace: metallb-system}\nspec: {ipAddressPools: [churn]}\n"
+    )
+    lab.l2.kubectl("create", "namespace", "bench-churn")
+    before = lab.wait_established()
+    pool = '{"metallb.io/address-pool": churn}'
+    started = time.monotonic()
+    lab.l2.apply("\n---\n".join(service_manifest("bench-churn", f"c{i}", annotations=pool) for i in range(count)))
+    last = lab.l2.service_ips("bench-churn", f"c{count - 1}", timeout=60)[0]
+    wait_until(lambda: len(lab.next_hops(f"{last}/32")) == len(NODES), 60)
+    all_routed = time.monotonic() - started
+    lab.l2.kubectl("delete", "namespace", "bench-churn", "--wait=false")
+    wait_until(lambda: not lab.next_hops(f"{last}/32"), 60)
+    after = lab.wait_established()
+    resets = sum(1 for name, since in before.items() if after.get(name) != since)
+    return {
+        "services": count,
+        "sessions": len(before),
+        "resets": resets,
+        "create_to_last_route_s": round(all_routed, 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--label", default="frr-reload.py per change, debounce 0.1 s")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bgp_bench: run as root (network namespaces)", file=sys.stderr)
+        return 2
+    lab = BgpLab(Path(tempfile.mkdtemp(prefix="bgp-bench-")))
+    lab.up()
+    try:
+        lab.start_speakers()
+        lab.wait_established()
+        record: dict[str, Any] = {
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "date": time.strftime("%Y-%m-%d"),
+            "route_after_create": route_latency(lab, args.runs),
+            "withdraw_node_failure_bfd_v4": withdraw(lab, args.runs, 4),
+            "withdraw_node_failure_no_bfd_v6": withdraw(lab, max(2, args.runs // 5), 6),
+            "churn": churn(lab, 100),
+            "targets": {"route_s": 1.0, "withdraw_with_bfd_s": 1.0, "resets": 0},
+        }
+    finally:
+        lab.down()
+    print(json.dumps(record, indent=2))
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[args.label] = record
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
