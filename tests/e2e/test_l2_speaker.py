@@ -213,6 +213,13 @@ def test_killed_owner_node_is_replaced(lab: L2Lab, ns: str) -> None:
         assert gap < 2.5, f"unplanned failover took {gap:.2f} s"
     finally:
         lab.revive_node(owner)
+    # back as a new life: the address returns to it (MetalLB's order), handed over by the node
+    # that took it, and not refused as another host's (the taker answers ARP until then)
+    lab.start_speaker(owner)
+    lab.wait_ready((owner,))
+    lab.wait_owner(ip, owner, timeout=10)
+    assert "AddressConflict" not in {reason for reason, _message in lab.events(ns, "failover")}
+    assert "already answers for it" not in lab.speakers[owner].log()
 
 
 def test_stopped_speaker_hands_over_first(lab: L2Lab, ns: str) -> None:

@@ -26,22 +26,19 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
-from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Secret
-from lightkube.types import PatchType
 
 from onprem_lb import metrics
 from onprem_lb.k8s import TRANSIENT, BGPPeer, EventRecorder, Informer, ServiceBGPStatus
+from onprem_lb.speaker import statuses
 from onprem_lb.speaker.bgp import announce, frr
 from onprem_lb.speaker.bgp.driver import Frr, FrrError, Session
+from onprem_lb.speaker.statuses import NODE_LABEL, SVC_NAME_LABEL, SVC_NS_LABEL
 from onprem_lb.speaker.view import View
 
 log = logging.getLogger("onprem_lb.speaker.bgp")
-NODE_LABEL = "metallb.io/node"
 RECONCILE_AFTER = 30.0  # seconds of quiet after route-only changes before a full frr-reload.py
 DOWN_GRACE = 20.0  # seconds a session may take to come up before a Warning Event says it did not
-SVC_NAME_LABEL = "metallb.io/service-name"
-SVC_NS_LABEL = "metallb.io/service-namespace"
 
 
 def status_name(svc_key: str, node: str) -> str:
@@ -74,11 +71,6 @@ def _secret_password(plain: dict[str, Any]) -> str | None:
         return None
 
 
-def _convert_status(plain: dict[str, Any]) -> dict[str, Any]:
-    meta = plain.get("metadata") or {}
-    return {"name": meta.get("name"), "labels": meta.get("labels") or {}, "status": plain.get("status") or {}}
-
-
 class Bgp:
     name = "bgp"
 
@@ -105,7 +97,7 @@ class Bgp:
         )
         self.secrets = Informer(client, Secret, _secret_password, self._touch, namespace=namespace, name="secrets")
         self.statuses = Informer(
-            client, ServiceBGPStatus, _convert_status, self._touch, namespace=namespace, name="servicebgpstatuses"
+            client, ServiceBGPStatus, statuses.convert, self._touch, namespace=namespace, name="servicebgpstatuses"
         )
         self.desired = announce.Desired()
         self.text: str | None = None  # what FRR should run
@@ -324,24 +316,9 @@ class Bgp:
                 self.statuses.items.pop(key, None)
         for name, entry in desired.items():
             have = self.statuses.items.get(f"{self.namespace}/{name}")
-            if have is None:
-                meta = ObjectMeta(name=name, namespace=self.namespace, labels=entry["labels"])
-                try:
-                    await self.client.create(ServiceBGPStatus(metadata=meta, spec={}))
-                except ApiError as exc:
-                    if exc.status.code != 409:
-                        raise
-            if have is None or have["status"] != entry["status"]:
-                await self.client.patch(
-                    ServiceBGPStatus.Status,
-                    name,
-                    {"status": entry["status"]},
-                    namespace=self.namespace,
-                    patch_type=PatchType.MERGE,
-                )
+            await statuses.put(self.client, ServiceBGPStatus, self.namespace, name=name, entry=entry, have=have)
 
     async def _delete_own_statuses(self) -> None:
-        for have in list(self.statuses.items.values()):
-            if have["labels"].get(NODE_LABEL) == self.node:
-                with contextlib.suppress(ApiError, *TRANSIENT):
-                    await self.client.delete(ServiceBGPStatus, have["name"], namespace=self.namespace)
+        await statuses.delete_own(
+            self.client, ServiceBGPStatus, self.namespace, self.node, self.statuses.items.values()
+        )

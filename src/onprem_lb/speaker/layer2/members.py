@@ -19,8 +19,9 @@ now owns (so a handing-over owner learns that the new one answers), and, while i
 address over, to that address's new owner (which so knows the address is a speaker's, not a
 conflicting host's). A watched node is dead when
 it has been heard since the watch began and then not for ``dead_after``; a node never heard is
-left to its Lease ("declare dead only after having heard"). Leaving (a planned stop) is told to
-every speaker once: it is rare, and the Lease goes too.
+left to its Lease ("declare dead only after having heard"). Starting and leaving (a planned
+stop) are told to every speaker once: they are rare, and the others' views must follow at once
+(a node seen dead is back; a leaving node's addresses move).
 
 A beat carries the addresses its sender announces, so a new owner knows the previous owner (no
 conflict probe needed) and a leaving owner knows when it may go quiet. It also says when its
@@ -321,6 +322,11 @@ class Members(asyncio.DatagramProtocol):
                 next_beat = max(next_beat + self.interval, now + self.interval / 2)
             next_check = self.check(now)
             await asyncio.sleep(max(0.0, min(next_beat, next_check) - time.monotonic()))
+
+    def hello(self) -> None:
+        """Tell every speaker this life began (once, at start): a node that saw our previous
+        life die watches us only once a second, and must not take a second to hear we are back."""
+        self._send(list(self.addresses), want=False)
 
     async def leave(self, repeats: int = 3) -> None:
         """Tell every speaker we are going (a planned handover): rare, so everyone hears it."""

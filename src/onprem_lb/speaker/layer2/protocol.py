@@ -24,21 +24,18 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.types import PatchType
 
 from onprem_lb import hostport, metrics
 from onprem_lb.k8s import TRANSIENT, EventRecorder, Informer, ServiceL2Status
+from onprem_lb.speaker import statuses
 from onprem_lb.speaker.layer2 import election, handover
 from onprem_lb.speaker.layer2.announcer import Announcer
 from onprem_lb.speaker.layer2.members import Members
+from onprem_lb.speaker.statuses import NODE_LABEL, SVC_NAME_LABEL, SVC_NS_LABEL
 from onprem_lb.speaker.view import View
 
 log = logging.getLogger("onprem_lb.speaker")
 HEARTBEAT_ANNOTATION = "onprem-lb.io/heartbeat-address"
-NODE_LABEL = "metallb.io/node"
-SVC_NAME_LABEL = "metallb.io/service-name"
-SVC_NS_LABEL = "metallb.io/service-namespace"
 
 
 def status_name(svc_key: str, node: str) -> str:
@@ -111,8 +108,10 @@ class Layer2:
         self._transport, _ = await loop.create_datagram_endpoint(lambda: self.members, local_addr=self.heartbeat)
 
     async def prepare(self, view: View) -> None:
-        """Hear the others before deciding anything, or we would claim what they announce."""
+        """Say we are here, then hear the others before deciding anything, or we would claim
+        what they announce (an owner handing an address back to us claims it in its beats)."""
         self._follow(view)
+        self.members.hello()
         await asyncio.sleep(self.members.dead_after)
         log.info("layer 2 ready: %d live speakers (%s)", len(self.live()), ", ".join(sorted(self.live())))
 
@@ -308,8 +307,10 @@ class Layer2:
 
     async def _handed_over_by_a_speaker(self, ip: str) -> bool:
         """Whether the host that answered our probe is a live speaker still answering for ``ip``
-        during a handover: its claim comes with its beats (which may follow its ARP reply)."""
-        deadline = time.monotonic() + self.members.dead_after
+        during a handover: its claim comes with its beats, which may follow its ARP reply by as
+        long as it takes that speaker to see the election change (bounded: a handover ends by
+        its timeout, so no claim by then means another host)."""
+        deadline = time.monotonic() + self.handover_timeout
         while True:
             if self.members.claimed_by(ip):
                 return True
@@ -417,25 +418,7 @@ class Layer2:
             raise failed[0]
 
     async def _write_status(self, name: str, entry: dict[str, Any], have: dict[str, Any] | None) -> None:
-        if have is None:
-            meta = ObjectMeta(name=name, namespace=self.namespace, labels=entry["labels"])
-            obj = ServiceL2Status(metadata=meta, spec={})
-            try:
-                await self.client.create(obj)
-            except ApiError as exc:
-                if exc.status.code != 409:
-                    raise
-        if have is None or have["status"] != entry["status"]:
-            await self.client.patch(
-                ServiceL2Status.Status,
-                name,
-                {"status": entry["status"]},
-                namespace=self.namespace,
-                patch_type=PatchType.MERGE,
-            )
+        await statuses.put(self.client, ServiceL2Status, self.namespace, name=name, entry=entry, have=have)
 
     async def _delete_own_statuses(self) -> None:
-        for have in list(self.statuses.items.values()):
-            if have["labels"].get(NODE_LABEL) == self.node:
-                with contextlib.suppress(ApiError, *TRANSIENT):
-                    await self.client.delete(ServiceL2Status, have["name"], namespace=self.namespace)
+        await statuses.delete_own(self.client, ServiceL2Status, self.namespace, self.node, self.statuses.items.values())

@@ -174,6 +174,12 @@ def test_unwatched_silence_is_not_death() -> None:
     assert m.alive("n2")
 
 
+def test_starting_is_told_to_every_speaker() -> None:
+    m, wire, _changes = make()
+    m.hello()
+    assert sorted(to for _msg, to in wire.take()) == ["n2", "n3"]
+
+
 def test_leaving_is_told_to_every_speaker() -> None:
     m, wire, _changes = make(interval=0.02, dead_after=0.1)
     asyncio.run(m.leave(repeats=2))

@@ -30,12 +30,10 @@ from onprem_lb.k8s import EventRecorder, ServiceL2Status
 from onprem_lb.speaker.layer2 import election, handover, members
 from onprem_lb.speaker.layer2.protocol import (
     HEARTBEAT_ANNOTATION,
-    NODE_LABEL,
-    SVC_NAME_LABEL,
-    SVC_NS_LABEL,
     Layer2,
     status_name,
 )
+from onprem_lb.speaker.statuses import NODE_LABEL, SVC_NAME_LABEL, SVC_NS_LABEL
 from onprem_lb.speaker.view import Endpoints, NodeState, ServiceState, View
 
 NS = "metallb-system"
