@@ -1,7 +1,8 @@
 """The BGP lab: the layer 2 lab (tests/support/l2lab.py) plus FRR in every node namespace and a
 router we did not write, BIRD 2, in olb-router (lab/bin/netlab). The nodes peer with the router
 over segment B: eBGP over IPv4 (router AS 64500, nodes AS 64512), iBGP over IPv6 (AS 64512).
-IPv4 sessions run BFD (300 ms x 3) and IPv6 ones a TCP MD5 password from a Secret.
+IPv4 sessions run BFD (300 ms x 3) and graceful restart; IPv6 ones a TCP MD5 password from a
+Secret.
 Observations are the router's own: `birdc show route ... all` and `birdc show protocols`.
 """
 
@@ -11,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +62,7 @@ apiVersion: metallb.io/v1beta2
 kind: BGPPeer
 metadata: {{name: router-v4, namespace: metallb-system}}
 spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {ROUTER_V4}, holdTime: 9s, keepaliveTime: 3s,
-        bfdProfile: fast}}
+        bfdProfile: fast, enableGracefulRestart: true}}
 ---
 apiVersion: metallb.io/v1beta2
 kind: BGPPeer
@@ -92,7 +94,9 @@ protocol bfd {{ interface "eth0" {{ min rx interval 300 ms; min tx interval 300 
 template bgp node4 {{
   local {ROUTER_V4} as {ROUTER_ASN};
   hold time 9; keepalive time 3; connect retry time 1; error wait time 1, 5;
-  bfd on;  # IPv4 sessions: a dead node is withdrawn at BFD's pace (3 x 300 ms), not the hold time's
+  # IPv4 sessions: a dead node is withdrawn at BFD's pace (3 x 300 ms), not the hold time's; a
+  # restarting bgpd (graceful restart, which the nodes announce) keeps its routes meanwhile
+  bfd graceful;
   ipv4 {{ import all; export none; }};
 }}
 template bgp node6 {{
@@ -235,6 +239,13 @@ class BgpLab:
         for daemon in FRR_DAEMONS:
             in_ns(f"olb-{node}", str(FRR_BIN / daemon), "-d", "-N", node, "-F", "traditional", "-A", "127.0.0.1")
         wait_for(f"FRR on {node}", lambda: sh("vtysh", "-N", node, "-c", "show version", check=False).returncode == 0)
+
+    def restart_bgpd(self, node: str, down: float) -> None:
+        """bgpd dies (SIGKILL) and comes back ``down`` seconds later, empty, as after a crash."""
+        pidfile = Path("/var/run/frr") / node / "bgpd.pid"
+        sh("kill", "-9", pidfile.read_text().strip())
+        time.sleep(down)
+        in_ns(f"olb-{node}", str(FRR_BIN / "bgpd"), "-d", "-N", node, "-F", "traditional", "-A", "127.0.0.1")
 
     def stop_frr(self, node: str) -> None:
         run = Path("/var/run/frr") / node

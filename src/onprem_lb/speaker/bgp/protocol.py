@@ -106,6 +106,7 @@ class Bgp:
         self.states: dict[str, str] = {}
         self.sessions: dict[tuple[str, str], Session] = {}
         self.neighbors: dict[tuple[str, str], str] = {}  # (vrf, neighbour) -> BGPPeer name
+        self.announced: set[str] = set()  # Services told (nodeAssigned) that this node announces them
         self._down_since: dict[tuple[str, str], float] = {}  # not Established since (monotonic)
         self._told_down: set[tuple[str, str]] = set()
         self._pending = asyncio.Event()
@@ -169,6 +170,11 @@ class Bgp:
                 log.error("BGPPeer %s left out of FRR's configuration: %s", peer, why)
         self.skipped = skipped
         self._report_states(self.desired.states)
+        for key in sorted(self.desired.services.keys() - self.announced):  # as MetalLB's speaker says it
+            ns, _, name = key.partition("/")
+            message = f'announcing from node "{self.node}" with protocol "bgp"'
+            self.events.record({"namespace": ns, "name": name}, "Normal", "nodeAssigned", message)
+        self.announced = set(self.desired.services)
         metrics.bgp_prefixes.set(len(self.desired.prefixes()))
         if rendered.text != self.text:
             self.text = rendered.text
@@ -228,6 +234,8 @@ class Bgp:
             except FrrError as exc:
                 log.debug("cannot read BGP sessions: %s", exc)
                 sessions = {}
+            else:
+                self._check_frr_has_ours(sessions)
             for key, session in sessions.items():
                 before = self.sessions.get(key)
                 if before is None or before.state != session.state:
@@ -245,6 +253,15 @@ class Bgp:
                     metrics.bgp_session_up.remove(gone[1], gone[0])
             self.sessions = sessions
             await asyncio.sleep(self.poll)
+
+    def _check_frr_has_ours(self, sessions: Mapping[tuple[str, str], Session]) -> None:
+        """bgpd restarted (an upgrade, a crash) starts from FRR's own file, without what we told
+        it: a neighbour of ours missing from FRR means the whole text goes again."""
+        missing = [peer for key, peer in self.neighbors.items() if key not in sessions]
+        if missing and self.applied is not None and self.applied == self.text:
+            log.warning("FRR lost the configuration (no session for %s): applying it again", ", ".join(sorted(missing)))
+            self.applied = None
+            self._pending.set()
 
     def _tell(self, key: tuple[str, str], session: Session, before: Session | None) -> None:
         """Events on the BGPPeer: a session that went down, or never came up within

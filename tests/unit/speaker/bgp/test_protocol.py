@@ -123,6 +123,8 @@ def test_a_burst_is_one_reload_and_a_refused_one_is_retried() -> None:
 def test_session_events_after_a_drop_or_a_session_that_never_comes_up(monkeypatch: Any) -> None:
     b, events = bgp()
     b.apply(view())
+    assert [e[2] for e in events.events] == ["nodeAssigned"]
+    events.events.clear()
     key = ("", "203.0.113.1")
     up, active = Session("203.0.113.1", "", "Established", 5, ""), Session("203.0.113.1", "", "Active", 0, "x")
     b._tell(key, up, None)
@@ -154,3 +156,26 @@ def test_service_bgp_status_names_the_peers() -> None:
     }
     assert entry["labels"] == {"metallb.io/node": "n1", "metallb.io/service-namespace": "apps",
                                "metallb.io/service-name": "web"}  # fmt: skip
+
+
+def test_node_assigned_once_per_service_as_metallb_says_it() -> None:
+    b, events = bgp()
+    b.apply(view())
+    b.apply(view())  # nothing new: nothing said
+    assert events.events == [("web", "Normal", "nodeAssigned", 'announcing from node "n1" with protocol "bgp"')]
+    b.apply(view(may_announce=False))
+    b.apply(view())  # announced again after a pause: said again
+    assert len(events.events) == 2
+
+
+def test_a_restarted_bgpd_gets_the_whole_configuration_again() -> None:
+    b, _events = bgp()
+    b.apply(view())
+    b.applied = b.text
+    b._pending.clear()
+    up = {("", "203.0.113.1"): Session("203.0.113.1", "", "Established", 1, ""),
+          ("", "203.0.113.3"): Session("203.0.113.3", "", "Active", 0, "")}  # fmt: skip
+    b._check_frr_has_ours(up)
+    assert b.applied == b.text and not b._pending.is_set()  # every neighbour of ours is there
+    b._check_frr_has_ours({})  # bgpd came back empty
+    assert b.applied is None and b._pending.is_set()
