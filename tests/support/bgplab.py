@@ -1,8 +1,8 @@
 """The BGP lab: the layer 2 lab (tests/support/l2lab.py) plus FRR in every node namespace and a
 router we did not write, BIRD 2, in olb-router (lab/bin/netlab). The nodes peer with the router
 over segment B: eBGP over IPv4 (router AS 64500, nodes AS 64512), iBGP over IPv6 (AS 64512).
-IPv4 sessions run BFD (300 ms x 3) and graceful restart; IPv6 ones a TCP MD5 password from a
-Secret.
+IPv4 sessions run BFD (300 ms x 3) and a TCP MD5 password from a Secret; IPv6 ones graceful
+restart.
 Observations are the router's own: `birdc show route ... all` and `birdc show protocols`.
 """
 
@@ -35,22 +35,22 @@ def node_v6(node: str) -> str:
     return f"2001:db8:b::{10 + NODES.index(node) + 1}"
 
 
-V6_PASSWORD = "lab-v6-secret"  # noqa: S105  # the lab router's, in the lab only
+V4_PASSWORD = "lab-v4-secret"  # noqa: S105  # the lab router's, in the lab only
 
 
 def password_secret(password: str) -> str:
-    """The router-v6 peer's passwordSecret (kubernetes.io/basic-auth, as MetalLB reads it)."""
+    """The router-v4 peer's passwordSecret (kubernetes.io/basic-auth, as MetalLB reads it)."""
     return f"""
 apiVersion: v1
 kind: Secret
-metadata: {{name: router-v6-password, namespace: metallb-system}}
+metadata: {{name: router-v4-password, namespace: metallb-system}}
 type: kubernetes.io/basic-auth
 stringData: {{password: "{password}"}}
 """
 
 
 PEERS = (
-    password_secret(V6_PASSWORD)
+    password_secret(V4_PASSWORD)
     + f"""
 ---
 apiVersion: metallb.io/v1beta1
@@ -62,13 +62,13 @@ apiVersion: metallb.io/v1beta2
 kind: BGPPeer
 metadata: {{name: router-v4, namespace: metallb-system}}
 spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {ROUTER_V4}, holdTime: 9s, keepaliveTime: 3s,
-        bfdProfile: fast, enableGracefulRestart: true}}
+        bfdProfile: fast, passwordSecret: {{name: router-v4-password, namespace: metallb-system}}}}
 ---
 apiVersion: metallb.io/v1beta2
 kind: BGPPeer
 metadata: {{name: router-v6, namespace: metallb-system}}
 spec: {{myASN: {NODE_ASN}, peerASN: {NODE_ASN}, peerAddress: "{ROUTER_V6}", holdTime: 9s, keepaliveTime: 3s,
-        passwordSecret: {{name: router-v6-password, namespace: metallb-system}}}}
+        enableGracefulRestart: true}}
 ---
 apiVersion: metallb.io/v1beta1
 kind: BGPAdvertisement
@@ -94,15 +94,14 @@ protocol bfd {{ interface "eth0" {{ min rx interval 300 ms; min tx interval 300 
 template bgp node4 {{
   local {ROUTER_V4} as {ROUTER_ASN};
   hold time 9; keepalive time 3; connect retry time 1; error wait time 1, 5;
-  # IPv4 sessions: a dead node is withdrawn at BFD's pace (3 x 300 ms), not the hold time's; a
-  # restarting bgpd (graceful restart, which the nodes announce) keeps its routes meanwhile
-  bfd graceful;
+  bfd on;  # IPv4 sessions: a dead node is withdrawn at BFD's pace (3 x 300 ms), not the hold time's
+  password "{V4_PASSWORD}";  # TCP MD5, as the BGPPeer's passwordSecret says
   ipv4 {{ import all; export none; }};
 }}
 template bgp node6 {{
   local {ROUTER_V6} as {NODE_ASN};
   direct;  # the nodes share segment B with the router: next hops are theirs, not resolved
-  password "{V6_PASSWORD}";  # TCP MD5, as the BGPPeer's passwordSecret says
+  # the nodes announce graceful restart here: a restarting bgpd's routes stay meanwhile
   hold time 9; keepalive time 3; connect retry time 1; error wait time 1, 5;
   ipv6 {{ import all; export none; }};
 }}

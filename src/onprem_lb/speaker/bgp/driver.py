@@ -106,6 +106,14 @@ class Frr:
         await self._run(*self.reload_command, "--reload", "--stdout", *rundir, *self._pathspace(), str(path))
         return "reload"
 
+    async def restore(self, text: str) -> str:
+        """Give a daemon that came back empty the whole text, as commands (``vtysh -f``): the
+        other daemons still hold their part (route maps, prefix lists), so frr-reload.py, which
+        diffs against them all, would send a restarted bgpd too little."""
+        path = self.write(text)
+        await self._run(self.vtysh, *(["-N", self.pathspace] if self.pathspace else []), "-f", str(path))
+        return "restore"
+
     async def vtysh_json(self, command: str) -> Any:
         argv = [self.vtysh, *(["-N", self.pathspace] if self.pathspace else []), "-c", command]
         text = await self._run(*argv)

@@ -106,6 +106,7 @@ class Bgp:
         self.states: dict[str, str] = {}
         self.sessions: dict[tuple[str, str], Session] = {}
         self.neighbors: dict[tuple[str, str], str] = {}  # (vrf, neighbour) -> BGPPeer name
+        self._restore = False  # FRR came back empty: send everything as commands, not a diff
         self.announced: set[str] = set()  # Services told (nodeAssigned) that this node announces them
         self._down_since: dict[tuple[str, str], float] = {}  # not Established since (monotonic)
         self._told_down: set[tuple[str, str]] = set()
@@ -210,7 +211,11 @@ class Bgp:
                 continue
             started = time.perf_counter()
             try:
-                how = await self.frr.apply(text, self.applied)
+                if self._restore:
+                    how = await self.frr.restore(text)
+                    self._restore = False
+                else:
+                    how = await self.frr.apply(text, self.applied)
             except FrrError as exc:
                 metrics.frr_reloads.labels("failed").inc()
                 log.error("FRR did not take the configuration (%s); retrying in %.1f s", exc, backoff)
@@ -220,7 +225,7 @@ class Bgp:
                 self._pending.set()
                 continue
             backoff = 0.5
-            reconcile = how == "incremental"
+            reconcile = how in ("incremental", "restore")
             metrics.frr_reloads.labels(how).inc()
             metrics.frr_reload_seconds.labels(how).observe(time.perf_counter() - started)
             log.info("FRR configuration applied (%s): %d prefixes", how, len(self.desired.prefixes()))
@@ -261,6 +266,7 @@ class Bgp:
         if missing and self.applied is not None and self.applied == self.text:
             log.warning("FRR lost the configuration (no session for %s): applying it again", ", ".join(sorted(missing)))
             self.applied = None
+            self._restore = True
             self._pending.set()
 
     def _tell(self, key: tuple[str, str], session: Session, before: Session | None) -> None:

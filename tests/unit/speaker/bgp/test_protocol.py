@@ -60,6 +60,10 @@ class FakeFrr:
         self.applied.append(text)
         return "reload" if running is None else "incremental"
 
+    async def restore(self, text: str) -> str:
+        self.applied.append(text)
+        return "restore"
+
 
 class Recorder:
     def __init__(self) -> None:
@@ -178,4 +182,4 @@ def test_a_restarted_bgpd_gets_the_whole_configuration_again() -> None:
     b._check_frr_has_ours(up)
     assert b.applied == b.text and not b._pending.is_set()  # every neighbour of ours is there
     b._check_frr_has_ours({})  # bgpd came back empty
-    assert b.applied is None and b._pending.is_set()
+    assert b.applied is None and b._pending.is_set() and b._restore
