@@ -107,6 +107,7 @@ class Bgp:
         self.sessions: dict[tuple[str, str], Session] = {}
         self.neighbors: dict[tuple[str, str], str] = {}  # (vrf, neighbour) -> BGPPeer name
         self._restore = False  # FRR came back empty: send everything as commands, not a diff
+        self._frr_had_ours = False  # FRR showed a session for every neighbour of ours since the last restore
         self.announced: set[str] = set()  # Services told (nodeAssigned) that this node announces them
         self._down_since: dict[tuple[str, str], float] = {}  # not Established since (monotonic)
         self._told_down: set[tuple[str, str]] = set()
@@ -263,7 +264,13 @@ class Bgp:
         """bgpd restarted (an upgrade, a crash) starts from FRR's own file, without what we told
         it: a neighbour of ours missing from FRR means the whole text goes again."""
         missing = [peer for key, peer in self.neighbors.items() if key not in sessions]
-        if missing and self.applied is not None and self.applied == self.text:
+        if not missing:
+            self._frr_had_ours = True
+            return
+        # only after FRR showed them all once: a neighbour FRR never shows (a VRF the kernel
+        # lacks, say) must not make us send everything every poll
+        if self._frr_had_ours and self.applied is not None and self.applied == self.text:
+            self._frr_had_ours = False
             log.warning("FRR lost the configuration (no session for %s): applying it again", ", ".join(sorted(missing)))
             self.applied = None
             self._restore = True

@@ -183,3 +183,7 @@ def test_a_restarted_bgpd_gets_the_whole_configuration_again() -> None:
     assert b.applied == b.text and not b._pending.is_set()  # every neighbour of ours is there
     b._check_frr_has_ours({})  # bgpd came back empty
     assert b.applied is None and b._pending.is_set() and b._restore
+    b.applied, b._restore = b.text, False
+    b._pending.clear()
+    b._check_frr_has_ours({})  # still nothing after the restore: not again and again
+    assert b.applied == b.text and not b._pending.is_set()
