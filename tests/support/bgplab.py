@@ -217,7 +217,7 @@ class BgpLab:
     def wait_established(self, timeout: float = 30) -> dict[str, tuple[str, str]]:
         def up() -> dict[str, tuple[str, str]] | None:
             got = self.sessions()
-            return got if got and all(state == "Established" for state, _ in got.values()) else None
+            return got if got and all(state == "Established" for state, _since in got.values()) else None
 
         try:
             return wait_for("every BGP session Established", up, timeout, 0.2)
