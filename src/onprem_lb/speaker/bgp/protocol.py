@@ -29,7 +29,7 @@ from lightkube import ApiError, AsyncClient
 from lightkube.resources.core_v1 import Secret
 
 from onprem_lb import metrics
-from onprem_lb.k8s import TRANSIENT, BGPPeer, EventRecorder, Informer, ServiceBGPStatus
+from onprem_lb.k8s import TRANSIENT, BGPPeer, EventRecorder, Informer, ServiceBGPStatus, explain
 from onprem_lb.speaker import statuses
 from onprem_lb.speaker.bgp import announce, frr
 from onprem_lb.speaker.bgp.driver import Frr, FrrError, Session
@@ -37,6 +37,7 @@ from onprem_lb.speaker.statuses import NODE_LABEL, SVC_NAME_LABEL, SVC_NS_LABEL
 from onprem_lb.speaker.view import View
 
 log = logging.getLogger("onprem_lb.speaker.bgp")
+SECRET_REFRESH = 30.0  # seconds between reads of the passwordSecrets
 RECONCILE_AFTER = 30.0  # seconds of quiet after route-only changes before a full frr-reload.py
 DOWN_GRACE = 20.0  # seconds a session may take to come up before a Warning Event says it did not
 
@@ -95,7 +96,12 @@ class Bgp:
         self.peer_objects = Informer(
             client, BGPPeer, _peer_object, self._touch, namespace=namespace, name="bgppeer-objects"
         )
-        self.secrets = Informer(client, Secret, _secret_password, self._touch, namespace=namespace, name="secrets")
+        # passwordSecret values, read by name when a BGPPeer names one (no list or watch of the
+        # namespace's Secrets: the RBAC grants get only, and only where BGP uses passwords)
+        self.secret_values: dict[str, str] = {}  # "namespace/name" -> password
+        self.secret_problems: dict[str, str] = {}  # "namespace/name" -> why it could not be read
+        self._wanted_secrets: set[str] = set()
+        self._secrets_changed = asyncio.Event()
         self.statuses = Informer(
             client, ServiceBGPStatus, statuses.convert, self._touch, namespace=namespace, name="servicebgpstatuses"
         )
@@ -118,7 +124,7 @@ class Bgp:
     # -- the protocol interface ------------------------------------------------------------------
 
     def informers(self) -> Sequence[Informer[Any]]:
-        return [self.peer_objects, self.secrets, self.statuses]
+        return [self.peer_objects, self.statuses]
 
     def lease_annotations(self) -> Mapping[str, str]:
         return {}
@@ -136,7 +142,7 @@ class Bgp:
         out: dict[str, str] = {}
         for peer in view.config.peers:
             if peer.password_secret is not None:
-                value = self.secrets.items.get("/".join(peer.password_secret))
+                value = self.secret_values.get("/".join(peer.password_secret))
             else:
                 value = (self.peer_objects.items.get(f"{self.namespace}/{peer.name}") or {}).get("password")
             if value is not None:
@@ -145,10 +151,18 @@ class Bgp:
 
     def apply(self, view: View) -> None:
         node = view.nodes.get(self.node)
+        wanted = {"/".join(p.password_secret) for p in view.config.peers if p.password_secret is not None}
+        if wanted != self._wanted_secrets:
+            self._wanted_secrets = wanted
+            self._secrets_changed.set()
         passwords = self.passwords(view)
         # a peer FRR cannot be told about (its password unknown, its BFD profile missing) gets
         # nothing: the states and ServiceBGPStatus say so, not only the log
         mine, skipped = frr.writable(announce.node_peers(view.config.peers, node), passwords, view.config.bfd_profiles)
+        for bgp_peer in view.config.peers:  # say why a Secret's password is unknown, when we know
+            ref = "/".join(bgp_peer.password_secret) if bgp_peer.password_secret else ""
+            if bgp_peer.name in skipped and ref in self.secret_problems:
+                skipped[bgp_peer.name] = self.secret_problems[ref]
         self.neighbors = {(p.vrf, p.peer_address or p.interface or ""): p.name for p in mine}
         self.desired = announce.desired(
             view.services,
@@ -183,7 +197,7 @@ class Bgp:
             self._pending.set()
 
     async def run(self, view: Callable[[], View]) -> None:
-        await asyncio.gather(self._applier(), self._poller(), self._status_writer())
+        await asyncio.gather(self._applier(), self._poller(), self._status_writer(), self._secret_reader())
 
     async def stop(self, view: Callable[[], View]) -> None:
         """FRR keeps announcing what it was told (see the module's doc); our statuses go."""
@@ -232,6 +246,30 @@ class Bgp:
             log.info("FRR configuration applied (%s): %d prefixes", how, len(self.desired.prefixes()))
             self.applied = text
             self._status_dirty.set()
+
+    async def _secret_reader(self) -> None:
+        """Read the passwordSecrets the BGPPeers name: when that set changes, and every
+        ``SECRET_REFRESH`` seconds (a rotated password reaches FRR within that)."""
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._secrets_changed.wait(), SECRET_REFRESH)
+            self._secrets_changed.clear()
+            values, problems = {}, {}
+            for ref in sorted(self._wanted_secrets):
+                namespace, name = ref.split("/", 1)
+                try:
+                    secret = await self.client.get(Secret, name, namespace=namespace)
+                except (ApiError, *TRANSIENT) as exc:
+                    problems[ref] = f"cannot read its passwordSecret {ref}: {explain(exc, namespace)}"
+                    continue
+                value = _secret_password({"data": secret.data or {}})
+                if value is None:
+                    problems[ref] = f"its passwordSecret {ref} holds no password (a kubernetes.io/basic-auth Secret)"
+                else:
+                    values[ref] = value
+            if (values, problems) != (self.secret_values, self.secret_problems):
+                self.secret_values, self.secret_problems = values, problems
+                self._wake()
 
     async def _poller(self) -> None:
         while True:

@@ -9,6 +9,11 @@ import base64
 import time
 from typing import Any
 
+import httpx
+from lightkube import ApiError
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Secret
+
 from onprem_lb.config import build_config
 from onprem_lb.speaker.bgp import protocol
 from onprem_lb.speaker.bgp.driver import FrrError, Session
@@ -82,16 +87,51 @@ def bgp(frr: FakeFrr | None = None) -> tuple[protocol.Bgp, Recorder]:
     return b, events
 
 
+class SecretsClient:
+    """Answers get(Secret) as the API server would: the Secret, or 403 / 404."""
+
+    def __init__(self, secrets: dict[str, Any]) -> None:
+        self.secrets = secrets
+        self.asked: list[str] = []
+
+    async def get(self, resource: Any, name: str, *, namespace: str) -> Any:
+        self.asked.append(f"{namespace}/{name}")
+        found = self.secrets[name]
+        if isinstance(found, int):
+            raise ApiError(response=httpx.Response(found, json={"code": found, "message": f"secrets {name} ..."}))
+        return Secret(metadata=ObjectMeta(name=name, namespace=namespace), data=found)
+
+
+def read_secrets(b: protocol.Bgp, client: SecretsClient) -> None:
+    async def once() -> None:
+        b.client = client  # type: ignore[assignment]
+        b._secrets_changed.set()  # as when the set changes, or its refresh comes
+        task = asyncio.create_task(b._secret_reader())
+        for _attempt in range(100):  # bounded: one pass
+            await asyncio.sleep(0.01)
+            if client.asked:
+                break
+        await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(once())
+
+
 def test_passwords_come_from_the_object_or_its_secret_and_a_missing_one_leaves_the_peer_out() -> None:
     b, _events = bgp()
     b.apply(view())
     assert b.skipped == {"secret": "password unknown"}
     assert "neighbor 203.0.113.1 password x" in (b.text or "") and "203.0.113.2" not in (b.text or "")
-    secret = {"metadata": {"name": "router-2", "namespace": NS}, "type": "kubernetes.io/basic-auth",
-              "data": {"password": base64.b64encode(b"s3cret").decode()}}  # fmt: skip
-    b.secrets.items[f"{NS}/router-2"] = protocol._secret_password(secret)
+    read_secrets(b, SecretsClient({"router-2": 403}))
+    b.apply(view())
+    assert "cannot read its passwordSecret metallb-system/router-2" in b.skipped["secret"]
+    encoded = base64.b64encode(b"s3cret").decode()
+    read_secrets(b, SecretsClient({"router-2": {"password": encoded}}))
     b.apply(view())
     assert b.skipped == {} and "neighbor 203.0.113.2 password s3cret" in (b.text or "")
+    read_secrets(b, SecretsClient({"router-2": {"username": encoded}}))
+    b.apply(view())
+    assert "holds no password" in b.skipped["secret"]
     assert protocol._secret_password({"data": {"password": "not base64!"}}) is None
 
 
