@@ -168,7 +168,7 @@ def test_a_password_mismatch_keeps_the_session_down_with_a_clear_status(lab: Bgp
     lab.wait_next_hops(f"{ip}/32", set(NODES))
     lab.l2.apply(password_secret("not-the-routers"))
     try:
-        lab.wait_next_hops(f"{ip}/32", set(), timeout=30)
+        lab.wait_next_hops(f"{ip}/32", set(), timeout=60)  # the speakers read the Secret every 30 s
         v4 = {name: state for name, (state, _since) in lab.sessions().items() if not name.endswith("v6")}
         assert v4 and "Established" not in v4.values(), v4
 
