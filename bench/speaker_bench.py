@@ -104,7 +104,7 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d"),
         "python": platform.python_version(),
         "cpus": len(os.sched_getaffinity(0)),
-        "settings": "defaults: heartbeat 0.2 s, dead after 1.0 s, lease 10 s, garp 3 x 0.2 s",
+        "settings": "defaults: heartbeat 0.1 s, dead after 0.4 s, lease 10 s, garp 3 x 0.2 s",
     }
     with tempfile.TemporaryDirectory(prefix="speaker-bench-") as tmp:
         lab = L2Lab(Path(tmp))
