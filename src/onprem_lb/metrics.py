@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from onprem_lb import hostport
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 addresses_total = Gauge(
@@ -52,7 +54,8 @@ def serve(address: tuple[str, int] | None, registry: CollectorRegistry = REGISTR
     try:
         start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
-        raise ValueError(f"--metrics-address {host}:{port}: cannot listen there ({exc.strerror or exc})") from None
+        where = hostport.join(host, port)
+        raise ValueError(f"--metrics-address {where}: cannot listen there ({exc.strerror or exc})") from None
 
 
 SPEAKER = CollectorRegistry(auto_describe=True)

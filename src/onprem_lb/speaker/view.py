@@ -57,18 +57,24 @@ def service_state(plain: Mapping[str, Any], lb_class: str | None) -> ServiceStat
     """A Service of our class that holds addresses, as the protocols need it (None: not one)."""
     if not ipam.handles(plain, lb_class):
         return None
-    meta = plain.get("metadata") or {}
-    ingress = ((plain.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-    ips = tuple(e["ip"] for e in ingress if e.get("ip"))
+    meta = _mapping(plain.get("metadata"))
+    ingress = _mapping(_mapping(plain.get("status")).get("loadBalancer")).get("ingress")
+    entries = ingress if isinstance(ingress, list) else []
+    # anything but {"ip": "<text>"} is not an address of ours (a hostname entry, or junk)
+    ips = tuple(e["ip"] for e in entries if isinstance(e, Mapping) and isinstance(e.get("ip"), str) and e["ip"])
     if not ips:
         return None
-    annotations = meta.get("annotations") or {}
+    pool = _mapping(meta.get("annotations")).get(ipam.ALLOCATED_FROM_ANNOTATION)
     return ServiceState(
         key=key_of(meta),
         ips=ips,
-        local=(plain.get("spec") or {}).get("externalTrafficPolicy") == "Local",
-        pool=annotations.get(ipam.ALLOCATED_FROM_ANNOTATION) or None,
+        local=_mapping(plain.get("spec")).get("externalTrafficPolicy") == "Local",
+        pool=pool if isinstance(pool, str) and pool else None,
     )
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def endpoints_from_slices(slices: Iterable[Mapping[str, object]]) -> Endpoints:

@@ -101,6 +101,31 @@ def test_service_state_is_none_for_what_is_not_ours_to_announce(
     assert view.service_state(plain, lb_class) is None, case
 
 
+MALFORMED_SERVICES: list[tuple[str, dict[str, Any]]] = [
+    ("ingress entry not a mapping", {"status": {"loadBalancer": {"ingress": ["192.0.2.1"]}}}),
+    ("ingress not a list", {"status": {"loadBalancer": {"ingress": {"ip": "192.0.2.1"}}}}),
+    ("ip not text", {"status": {"loadBalancer": {"ingress": [{"ip": 7}]}}}),
+    ("status not a mapping", {"status": "up"}),
+    ("loadBalancer not a mapping", {"status": {"loadBalancer": []}}),
+]
+
+
+@pytest.mark.parametrize(("case", "extra"), MALFORMED_SERVICES, ids=[c[0] for c in MALFORMED_SERVICES])
+def test_a_malformed_service_is_not_one_to_announce_and_never_raises(case: str, extra: dict[str, Any]) -> None:
+    plain = {"metadata": {"name": "web", "namespace": "apps"}, "spec": {"type": "LoadBalancer"}, **extra}
+    assert view.service_state(plain, None) is None, case
+
+
+def test_good_entries_beside_malformed_ones_still_count() -> None:
+    ingress = [{"ip": "192.0.2.1"}, "junk", {"hostname": "lb.example"}, {"ip": "2001:db8::1"}]
+    plain = {
+        "metadata": {"name": "web", "namespace": "apps", "annotations": {ipam.ALLOCATED_FROM_ANNOTATION: 5}},
+        "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local"},
+        "status": {"loadBalancer": {"ingress": ingress}},
+    }
+    assert view.service_state(plain, None) == ServiceState("apps/web", ("192.0.2.1", "2001:db8::1"), local=True)
+
+
 def test_service_key_is_namespace_slash_name() -> None:
     state = view.service_state(svc(ingress=V4, namespace="team-a", name="api"), None)
     assert state is not None and state.key == "team-a/api"
