@@ -106,13 +106,14 @@ bgp_session_up = Gauge(
 bgp_prefixes = Gauge("onprem_lb_speaker_bgp_prefixes", "Prefixes this node announces over BGP", registry=SPEAKER)
 frr_reloads = Counter(
     "onprem_lb_speaker_frr_reloads",
-    "FRR configuration changes, by how: incremental (vtysh, routes only), reload (frr-reload.py), failed",
+    "FRR configuration changes, by how: incremental (vtysh, routes only), reload (frr-reload.py), "
+    "restore (vtysh -f, to a bgpd that came back empty), failed",
     ["result"],
     registry=SPEAKER,
 )
 frr_reload_seconds = Histogram(
     "onprem_lb_speaker_frr_reload_seconds",
-    "Time a configuration change took FRR, by how (incremental, reload)",
+    "Time a configuration change took FRR, by how (incremental, reload, restore)",
     ["how"],
     buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
     registry=SPEAKER,

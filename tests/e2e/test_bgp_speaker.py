@@ -133,7 +133,9 @@ def test_a_fenced_speaker_withdraws_and_a_stopped_one_leaves_frr_announcing(lab:
         lab.l2.heal("n3")
     lab.wait_next_hops(f"{ip}/32", set(NODES), timeout=20)
     lab.l2.speakers["n2"].stop(signal.SIGTERM)  # a restart: FRR keeps announcing meanwhile
-    assert node_v4("n2") in lab.next_hops(f"{ip}/32")
+    for _second in range(3):  # well past the poll and debounce a withdrawal would take
+        time.sleep(1.0)
+        assert node_v4("n2") in lab.next_hops(f"{ip}/32")
     lab.l2.start_speaker("n2", "--bgp", "--frr-pathspace", "n2")
     lab.l2.wait_ready(("n2",))
     lab.wait_next_hops(f"{ip}/32", set(NODES))

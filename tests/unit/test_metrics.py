@@ -178,24 +178,19 @@ def test_serve_defaults_to_the_controller_registry(started: list[tuple[Any, ...]
     assert "onprem_lb_speaker_" not in body
 
 
-def test_a_port_in_use_is_one_line_naming_the_option(started: list[tuple[Any, ...]]) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
-        taken.bind(("127.0.0.1", 0))
+@pytest.mark.parametrize(
+    ("family", "host", "written"),
+    [(socket.AF_INET, "127.0.0.1", "127.0.0.1"), (socket.AF_INET6, "::1", "[::1]")],
+)
+def test_a_port_in_use_is_one_line_naming_the_option(
+    started: list[tuple[Any, ...]], family: socket.AddressFamily, host: str, written: str
+) -> None:
+    with socket.socket(family, socket.SOCK_STREAM) as taken:
+        taken.bind((host, 0))
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(ValueError) as err:
-            metrics.serve(("127.0.0.1", port))
-    assert str(err.value) == f"--metrics-address 127.0.0.1:{port}: cannot listen there (Address already in use)"
+            metrics.serve((host, port))
+    assert str(err.value) == f"--metrics-address {written}:{port}: cannot listen there (Address already in use)"
     assert err.value.__suppress_context__  # raised from None: no traceback of the socket library
-    assert started == []
-
-
-def test_a_port_in_use_on_ipv6_is_written_host_port_with_brackets(started: list[tuple[Any, ...]]) -> None:
-    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as taken:
-        taken.bind(("::1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        with pytest.raises(ValueError) as err:
-            metrics.serve(("::1", port))
-    assert str(err.value).startswith(f"--metrics-address [::1]:{port}: cannot listen there")
     assert started == []

@@ -18,10 +18,13 @@ SVC_NAME_LABEL = "metallb.io/service-name"
 SVC_NS_LABEL = "metallb.io/service-namespace"
 
 
-def convert(plain: dict[str, Any]) -> dict[str, Any]:
-    """What an informer keeps of a status object."""
+def convert(plain: dict[str, Any]) -> dict[str, Any] | None:
+    """What an informer keeps of a status object: only ours, the ones naming a node."""
     meta = plain.get("metadata") or {}
-    return {"name": meta.get("name"), "labels": meta.get("labels") or {}, "status": plain.get("status") or {}}
+    labels = meta.get("labels") or {}
+    if NODE_LABEL not in labels:
+        return None
+    return {"name": meta.get("name"), "labels": labels, "status": plain.get("status") or {}}
 
 
 async def put(

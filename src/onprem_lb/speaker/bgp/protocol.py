@@ -6,8 +6,8 @@ a change of routes only as vtysh commands (``incremental``, tens of milliseconds
 else with frr-reload.py (about a second), which also runs once after ``RECONCILE_AFTER``
 seconds of quiet to check the whole text. A failed apply is retried with backoff, as a full
 reload, until FRR takes it; the last text FRR took is kept, so an unchanged decision costs
-nothing. The sessions' state is read every
-``poll`` seconds into metrics and a log line per change.
+nothing. The sessions' state is read every ``poll`` seconds into metrics and a log line per
+change; a bgpd that came back empty is given the whole text again (``restore``).
 
 A fenced speaker (its Lease not renewed) withdraws every route; a speaker that stops (SIGTERM)
 leaves FRR as it is: FRR runs on its own, so a restarting speaker costs the routers nothing.

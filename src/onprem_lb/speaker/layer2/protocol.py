@@ -71,7 +71,7 @@ class Layer2:
         self.handover_timeout = handover_timeout
         self.probe_first = probe
         self.statuses = Informer(
-            client, ServiceL2Status, self._convert_status, self._touch, namespace=namespace, name="servicel2statuses"
+            client, ServiceL2Status, statuses.convert, self._touch, namespace=namespace, name="servicel2statuses"
         )
         self.may_announce = False  # from the last view: this speaker's Lease is renewed
         self.leaving = False
@@ -346,14 +346,6 @@ class Layer2:
     def _event(self, svc_key: str, kind: str, reason: str, message: str) -> None:
         ns, _, name = svc_key.partition("/")
         self.events.record({"namespace": ns, "name": name}, kind, reason, message)
-
-    @staticmethod
-    def _convert_status(plain: dict[str, Any]) -> dict[str, Any] | None:
-        meta = plain.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        if NODE_LABEL not in labels:
-            return None
-        return {"name": meta.get("name"), "labels": labels, "status": plain.get("status") or {}}
 
     def _desired_statuses(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

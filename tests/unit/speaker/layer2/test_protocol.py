@@ -27,6 +27,7 @@ from lightkube import ApiError
 from onprem_lb import hostport, metrics
 from onprem_lb.config import build_config
 from onprem_lb.k8s import EventRecorder, ServiceL2Status
+from onprem_lb.speaker import statuses
 from onprem_lb.speaker.layer2 import election, handover, members
 from onprem_lb.speaker.layer2.protocol import (
     HEARTBEAT_ANNOTATION,
@@ -273,14 +274,14 @@ def announcement(ip: str, *services: str, interfaces: tuple[str, ...] = ()) -> e
 
 def test_convert_status_keeps_only_objects_with_a_node_label() -> None:
     obj = {"metadata": {"name": "l2-x", "labels": {NODE_LABEL: "n2", "other": "1"}}, "status": {"node": "n2"}}
-    assert Layer2._convert_status(obj) == {
+    assert statuses.convert(obj) == {
         "name": "l2-x",
         "labels": {NODE_LABEL: "n2", "other": "1"},
         "status": {"node": "n2"},
     }
-    assert Layer2._convert_status({"metadata": {"name": "l2-y", "labels": {"other": "1"}}}) is None
-    assert Layer2._convert_status({"metadata": {"name": "l2-z"}}) is None
-    assert Layer2._convert_status({"metadata": {"name": "l2-w", "labels": {NODE_LABEL: "n1"}}}) == {
+    assert statuses.convert({"metadata": {"name": "l2-y", "labels": {"other": "1"}}}) is None
+    assert statuses.convert({"metadata": {"name": "l2-z"}}) is None
+    assert statuses.convert({"metadata": {"name": "l2-w", "labels": {NODE_LABEL: "n1"}}}) == {
         "name": "l2-w",
         "labels": {NODE_LABEL: "n1"},
         "status": {},
