@@ -5,7 +5,8 @@
 2. Withdraw on node failure: the node dies (speaker SIGKILLed, links down; FRR left running but
    cut off); the time until BIRD drops its next hop. IPv4 sessions run BFD (300 ms x 3), IPv6
    ones do not (hold time 9 s).
-3. Session resets during churn: 100 Services created and deleted; BIRD's sessions' "since".
+3. Session resets during churn: 100 Services created and deleted; BIRD's sessions' "since"
+   (to half a second: BIRD prints it from a monotonic clock) and FRR's connectionsDropped.
 
 Targets (issue 14): route <= 1 s, withdraw <= 1 s with BFD, 0 resets.
 Results: bench/results/bgp.json. Run as root: .venv/bin/python bench/bgp_bench.py [--runs 10]
@@ -27,7 +28,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.bgplab import BgpLab  # noqa: E402
+from tests.support.bgplab import BgpLab, resets  # noqa: E402
 from tests.support.l2lab import NODES, service_manifest  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "bgp.json"
@@ -99,7 +100,7 @@ def churn(lab: BgpLab, count: int) -> dict[str, Any]:
         "kind: BGPAdvertisement\nmetadata: {name: churn, namespace: metallb-system}\nspec: {ipAddressPools: [churn]}\n"
     )
     lab.l2.kubectl("create", "namespace", "bench-churn")
-    before = lab.wait_established()
+    before, drops = lab.wait_established(), lab.frr_drops()
     pool = '{"metallb.io/address-pool": churn}'
     started = time.monotonic()
     lab.l2.apply("\n---\n".join(service_manifest("bench-churn", f"c{i}", annotations=pool) for i in range(count)))
@@ -109,11 +110,12 @@ def churn(lab: BgpLab, count: int) -> dict[str, Any]:
     lab.l2.kubectl("delete", "namespace", "bench-churn", "--wait=false")
     wait_until(lambda: not lab.next_hops(f"{last}/32"), 60)
     after = lab.wait_established()
-    resets = sum(1 for name, since in before.items() if after.get(name) != since)
+    dropped = lab.frr_drops()
     return {
         "services": count,
         "sessions": len(before),
-        "resets": resets,
+        "resets": len(resets(before, after)),
+        "frr_sessions_dropped": sum(dropped[node] - drops[node] for node in drops),
         "create_to_last_route_s": round(all_routed, 2),
     }
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.bgplab import V4_PASSWORD, BgpLab, node_v4, node_v6, password_secret
+from tests.support.bgplab import V4_PASSWORD, BgpLab, node_v4, node_v6, password_secret, resets
 from tests.support.controlplane import wait_for
 from tests.support.l2lab import NODES, service_manifest
 
@@ -109,7 +109,7 @@ spec: {ipAddressPools: [churn]}
 
 def test_service_churn_resets_no_session(lab: BgpLab, ns: str) -> None:
     lab.l2.apply(CHURN_POOL)
-    before = lab.wait_established()
+    before, drops = lab.wait_established(), lab.frr_drops()
     pool = '{"metallb.io/address-pool": churn}'
     manifests = "\n---\n".join(service_manifest(ns, f"churn{i}", annotations=pool) for i in range(100))
     lab.l2.apply(manifests)
@@ -119,7 +119,8 @@ def test_service_churn_resets_no_session(lab: BgpLab, ns: str) -> None:
     lab.l2.kubectl("delete", "services", "-n", ns, "--all")
     for ip in ips:
         lab.wait_next_hops(f"{ip}/32", set(), timeout=60)
-    assert lab.wait_established() == before  # same sessions, same "since": not one reset
+    assert resets(before, lab.wait_established()) == []  # BIRD: every session up since before
+    assert lab.frr_drops() == drops  # and FRR on every node counts no session dropped
 
 
 def test_a_fenced_speaker_withdraws_and_a_stopped_one_leaves_frr_announcing(lab: BgpLab, ns: str) -> None:
@@ -156,7 +157,7 @@ def test_a_dead_node_is_withdrawn_at_bfd_pace(lab: BgpLab, ns: str) -> None:
         # a real death: the IPv6 session (no BFD) ends too, at its hold time (9 s). Revived
         # earlier, FRR 8.4 keeps that session and sends IPv4 next hops for IPv6 routes on it,
         # which BIRD refuses ("mismatched address family"): see the closing note of 2026-12-04.
-        wait_for("n3's IPv6 session down at the router", lambda: lab.sessions()["n3v6"][0] != "Established", 20)
+        wait_for("n3's IPv6 session down at the router", lambda: lab.sessions()["n3v6"].state != "Established", 20)
     finally:
         lab.l2.revive_node("n3")
         lab.l2.start_speaker("n3", "--bgp", "--frr-pathspace", "n3")
@@ -171,7 +172,7 @@ def test_a_password_mismatch_keeps_the_session_down_with_a_clear_status(lab: Bgp
     lab.l2.apply(password_secret("not-the-routers"))
     try:
         lab.wait_next_hops(f"{ip}/32", set(), timeout=60)  # the speakers read the Secret every 30 s
-        v4 = {name: state for name, (state, _since) in lab.sessions().items() if not name.endswith("v6")}
+        v4 = {name: session.state for name, session in lab.sessions().items() if not name.endswith("v6")}
         assert v4 and "Established" not in v4.values(), v4
 
         def told() -> list[str] | None:
@@ -218,7 +219,7 @@ def test_a_restarting_bgpd_keeps_its_routes_at_the_router(lab: BgpLab, ns: str) 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # until the session is back: n1's route stays meanwhile
         hops, session = lab.next_hops(f"{ip}/128"), lab.sessions()["n1v6"]
-        if session[0] == "Established" and session != before:
+        if session.state == "Established" and not session.same_as(before):
             break
         kept.append(node_v6("n1") in hops)
         time.sleep(0.05)

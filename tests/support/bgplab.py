@@ -8,12 +8,14 @@ Observations are the router's own: `birdc show route ... all` and `birdc show pr
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from tests.support.controlplane import wait_for
@@ -25,6 +27,24 @@ ROUTER_V4, ROUTER_V6 = "203.0.113.1", "2001:db8:b::1"
 ROUTER_ASN, NODE_ASN = 64500, 64512
 FRR_BIN = Path("/usr/lib/frr")
 FRR_DAEMONS = ("zebra", "bgpd", "bfdd")
+
+
+@dataclass(frozen=True)
+class Session:
+    """A BGP session as BIRD shows it. BIRD prints "since" from a monotonic clock turned into
+    wall time at each call, so the same session's time can differ by a millisecond or so from one
+    `show protocols` to the next: compare with ``same_as``, never ``==``."""
+
+    state: str
+    since: float
+
+    def same_as(self, other: Session | None, slack: float = 0.5) -> bool:
+        return other is not None and self.state == other.state and abs(self.since - other.since) <= slack
+
+
+def resets(before: dict[str, Session], after: dict[str, Session]) -> list[str]:
+    """The sessions that went down (or changed state) between two looks at the router."""
+    return sorted(name for name, session in before.items() if not session.same_as(after.get(name)))
 
 
 def node_v4(node: str) -> str:
@@ -205,25 +225,35 @@ class BgpLab:
                 f"{self.birdc('show protocols')}\n{self.speaker_logs()}"
             ) from None
 
-    def sessions(self) -> dict[str, tuple[str, str]]:
-        """BGP protocol -> (state, since) as BIRD shows them."""
-        out: dict[str, tuple[str, str]] = {}
+    def sessions(self) -> dict[str, Session]:
+        """BGP protocol -> (state, since) as BIRD shows them, since in seconds of the epoch."""
+        out: dict[str, Session] = {}
         for line in self.birdc("show protocols").splitlines():
             parts = line.split()
             if len(parts) >= 6 and parts[1] == "BGP":  # name BGP table state DATE TIME info...
-                out[parts[0]] = (parts[6] if len(parts) > 6 else parts[3], f"{parts[4]} {parts[5]}")
+                since = datetime.strptime(f"{parts[4]} {parts[5]}", "%Y-%m-%d %H:%M:%S.%f").timestamp()
+                out[parts[0]] = Session(parts[6] if len(parts) > 6 else parts[3], since)
         return out
 
-    def wait_established(self, timeout: float = 30) -> dict[str, tuple[str, str]]:
-        def up() -> dict[str, tuple[str, str]] | None:
+    def wait_established(self, timeout: float = 30) -> dict[str, Session]:
+        def up() -> dict[str, Session] | None:
             got = self.sessions()
-            return got if got and all(state == "Established" for state, _since in got.values()) else None
+            return got if got and all(s.state == "Established" for s in got.values()) else None
 
         try:
             return wait_for("every BGP session Established", up, timeout, 0.2)
         except AssertionError:
             raise AssertionError(f"{self.birdc('show protocols all')}\n{self.speaker_logs()}") from None
 
+    def frr_drops(self) -> dict[str, int]:
+        """Node -> sessions FRR itself counts as dropped (connectionsDropped, all neighbours)."""
+        drops = {}
+        for node in NODES:
+            shown = json.loads(sh("vtysh", "-N", node, "-c", "show bgp neighbors json").stdout or "{}")
+            drops[node] = sum(int(peer.get("connectionsDropped", 0)) for peer in shown.values())
+        return drops
+
+    # -- FRR on the nodes
     # -- FRR on the nodes
 
     def start_frr(self, node: str) -> None:
