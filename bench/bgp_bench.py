@@ -44,6 +44,12 @@ def wait_until(check: Any, timeout: float) -> float | None:
     return None
 
 
+def require(what: str, check: Any, timeout: float) -> None:
+    """A measurement's precondition: holds within the timeout, or the bench stops saying which."""
+    if wait_until(check, timeout) is None:
+        raise RuntimeError(f"bgp_bench: {what} did not hold within {timeout:.0f} s")
+
+
 def summary(values: list[float | None]) -> dict[str, Any]:
     got = sorted(v for v in values if v is not None)
     return {
@@ -80,7 +86,7 @@ def withdraw(lab: BgpLab, runs: int, family: int) -> dict[str, Any]:
     for i in range(runs):
         victim = NODES[i % len(NODES)]
         hop = f"203.0.113.{11 + NODES.index(victim)}" if family == 4 else f"2001:db8:b::{11 + NODES.index(victim)}"
-        wait_until(lambda hop=hop: hop in lab.next_hops(prefix) and len(lab.next_hops(prefix)) == len(NODES), 60)
+        require(f"{prefix} via every node", lambda: len(lab.next_hops(prefix)) == len(NODES), 60)
         started = time.monotonic()
         lab.l2.kill_node(victim)
         waited = wait_until(lambda hop=hop: hop not in lab.next_hops(prefix), 20)
@@ -88,7 +94,7 @@ def withdraw(lab: BgpLab, runs: int, family: int) -> dict[str, Any]:
         lab.l2.revive_node(victim)
         lab.l2.start_speaker(victim, "--bgp", "--frr-pathspace", victim)
         lab.l2.wait_ready((victim,))
-    wait_until(lambda: len(lab.next_hops(prefix)) == len(NODES), 60)
+    require(f"{prefix} via every node again", lambda: len(lab.next_hops(prefix)) == len(NODES), 60)
     lab.l2.kubectl("delete", "namespace", f"bench-w{family}", "--wait=false")
     return summary(times)
 
@@ -105,10 +111,14 @@ def churn(lab: BgpLab, count: int) -> dict[str, Any]:
     started = time.monotonic()
     lab.l2.apply("\n---\n".join(service_manifest("bench-churn", f"c{i}", annotations=pool) for i in range(count)))
     last = lab.l2.service_ips("bench-churn", f"c{count - 1}", timeout=60)[0]
-    wait_until(lambda: len(lab.next_hops(f"{last}/32")) == len(NODES), 60)
+    require(
+        f"the last of {count} Services routed via every node",
+        lambda: len(lab.next_hops(f"{last}/32")) == len(NODES),
+        60,
+    )
     all_routed = time.monotonic() - started
     lab.l2.kubectl("delete", "namespace", "bench-churn", "--wait=false")
-    wait_until(lambda: not lab.next_hops(f"{last}/32"), 60)
+    require(f"the last of {count} Services withdrawn", lambda: not lab.next_hops(f"{last}/32"), 60)
     after = lab.wait_established()
     dropped = lab.frr_drops()
     return {

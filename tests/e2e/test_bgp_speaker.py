@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -58,6 +59,29 @@ def test_every_node_announces_a_cluster_service_and_local_follows_endpoints(lab:
     lab.wait_next_hops(f"{ip}/32", {"n3"})  # the endpoints moved: so did the next hops
     lab.l2.kubectl("delete", "service", "-n", ns, "web")
     lab.wait_next_hops(f"{ip}/32", set())
+
+
+def test_a_client_behind_the_router_reaches_the_local_backends_over_ecmp(lab: BgpLab, ns: str) -> None:
+    """The far client has no route to a Service address but the router's: its connections take the
+    BGP-learnt ECMP routes to the nodes with a ready endpoint, each node's kube-proxy (the real
+    one, iptables mode) hands them to its own backend, and with ETP Local the backend sees the
+    client's own address. When the endpoints move, so does the traffic; when the Service goes,
+    the address is unreachable from behind the router."""
+    lab.start_data_path()
+    lab.l2.apply(service_manifest(ns, "far", nodes=("n1", "n2"), extra="externalTrafficPolicy: Local"))
+    (ip,) = lab.l2.service_ips(ns, "far")
+    url, client = f"http://{ip}/", "198.18.0.100"
+    lab.wait_next_hops(f"{ip}/32", {"n1", "n2"})
+    wait_for("an answer through the router", lambda: not lab.fetch(url).startswith("error"), 20, 0.2)
+    answers = Counter(lab.fetch(url) for _ in range(30))  # a new source port each: hashed per connection
+    assert set(answers) == {f"n1 {client}", f"n2 {client}"}, answers
+    lab.l2.apply(service_manifest(ns, "far", nodes=("n3",), extra="externalTrafficPolicy: Local"))
+    lab.wait_next_hops(f"{ip}/32", {"n3"})
+    wait_for("n3 answers", lambda: lab.fetch(url) == f"n3 {client}", 20, 0.2)
+    assert {lab.fetch(url) for _ in range(10)} == {f"n3 {client}"}
+    lab.l2.kubectl("delete", "service", "-n", ns, "far")
+    lab.wait_next_hops(f"{ip}/32", set())
+    assert lab.fetch(url).startswith("error"), "the address still answers after its Service went"
 
 
 def test_ipv6_over_ibgp(lab: BgpLab, ns: str) -> None:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from tests.support.controlplane import wait_for
-from tests.support.l2lab import NODES, L2Lab, in_ns, sh
+from tests.support.controlplane import controlplane_bin_dir, stop_process, wait_for
+from tests.support.l2lab import NODES, L2Lab, in_ns, pod_address, sh
 
 ROUTER = "olb-router"
 FAR = "olb-far"
@@ -130,6 +130,43 @@ template bgp node6 {{
 """
 
 
+KUBE_PROXY_CONFIG = """apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+clientConnection: {{kubeconfig: {kubeconfig}}}
+clusterCIDR: 10.244.0.0/16
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+# conntrack limits are the host's, shared by every namespace here: left alone
+conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}}
+"""
+
+BACKEND = """
+import http.server, sys
+address, port, node = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"{node} {self.client_address[0]}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer((address, port), Answer).serve_forever()
+"""
+
+HEALTHY = """
+import urllib.request
+urllib.request.urlopen("http://127.0.0.1:10256/healthz", timeout=2).read()
+"""
+
+FETCH = """
+import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])).read().decode())
+"""
+
+
 @dataclass
 class Route:
     via: str
@@ -164,6 +201,7 @@ class BgpLab:
         self.l2 = L2Lab(workdir)
         self.socket = workdir / "bird.ctl"
         self.bird: subprocess.Popen[bytes] | None = None
+        self.data_path: list[subprocess.Popen[bytes]] = []
 
     def up(self) -> None:
         self.l2.up()
@@ -177,6 +215,8 @@ class BgpLab:
             raise
 
     def down(self) -> None:
+        for proc in self.data_path:
+            stop_process(proc)
         for node in NODES:
             self.stop_frr(node)
         if self.bird is not None and self.bird.poll() is None:
@@ -254,7 +294,6 @@ class BgpLab:
         return drops
 
     # -- FRR on the nodes
-    # -- FRR on the nodes
 
     def start_frr(self, node: str) -> None:
         etc, run = Path("/etc/frr") / node, Path("/var/run/frr") / node
@@ -284,6 +323,40 @@ class BgpLab:
                 sh("kill", "-9", pidfile.read_text().strip(), check=False)
                 pidfile.unlink(missing_ok=True)
         shutil.rmtree(Path("/etc/frr") / node, ignore_errors=True)
+
+    # -- the data path behind a Service address: kube-proxy and a backend on every node
+
+    def start_data_path(self) -> None:
+        """On every node, the real kube-proxy (iptables mode) and a backend "Pod" at the node's
+        endpoint address (l2lab.pod_address) that answers "<node> <client address>". Traffic
+        from the far client then takes the router's routes to a node, kube-proxy's DNAT to a
+        backend, and back."""
+        if self.data_path:
+            return
+        config = self.workdir / "kube-proxy.yaml"
+        config.write_text(KUBE_PROXY_CONFIG.format(kubeconfig=self.l2.kubeconfig))
+        for node in NODES:
+            address = pod_address(node)
+            in_ns(f"olb-{node}", "ip", "addr", "replace", f"{address}/32", "dev", "lo")
+            kube_proxy = str(controlplane_bin_dir() / "kube-proxy")
+            self._run_in(node, "kube-proxy", kube_proxy, f"--config={config}", f"--hostname-override={node}")
+            self._run_in(node, "backend", "python3", "-c", BACKEND, address, "80", node)
+        for node in NODES:  # kube-proxy answers /healthz once its first sync is done
+
+            def synced(n: str = node) -> bool:
+                return in_ns(f"olb-{n}", "python3", "-c", HEALTHY, check=False).returncode == 0
+
+            wait_for(f"kube-proxy on {node} synced", synced, 60, 0.5)
+
+    def _run_in(self, node: str, name: str, *argv: str) -> None:
+        with (self.workdir / f"{name}-{node}.log").open("ab") as log:
+            argv = ("ip", "netns", "exec", f"olb-{node}", *argv)
+            self.data_path.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+
+    def fetch(self, url: str, timeout: float = 2) -> str:
+        """One HTTP GET from the far client (a new connection, so a new source port): the body."""
+        got = in_ns(FAR, "python3", "-c", FETCH, url, str(timeout), check=False, timeout=timeout + 10)
+        return got.stdout.strip() if got.returncode == 0 else f"error: {got.stderr.strip()[-200:]}"
 
     # -- speakers (layer 2 and BGP)
 

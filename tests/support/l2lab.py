@@ -44,6 +44,11 @@ spec:
 """
 
 
+def pod_address(node: str) -> str:
+    """The address of the one endpoint ``service_manifest`` puts on ``node`` (its Pod CIDR's .10)."""
+    return f"10.244.{NODES.index(node)}.10"
+
+
 def service_manifest(
     ns: str,
     name: str,
@@ -56,8 +61,7 @@ def service_manifest(
 ) -> str:
     """A selector-less LoadBalancer Service plus an EndpointSlice with ready endpoints on ``nodes``."""
     endpoints = "\n".join(
-        f"  - addresses: [10.244.{i}.10]\n    nodeName: {n}\n    conditions: {{ready: true}}"
-        for i, n in enumerate(nodes)
+        f"  - addresses: [{pod_address(n)}]\n    nodeName: {n}\n    conditions: {{ready: true}}" for n in nodes
     )
     return f"""
 apiVersion: v1
