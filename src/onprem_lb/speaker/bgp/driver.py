@@ -54,23 +54,25 @@ class Frr:
         self.timeout = timeout
         self.path = self.confdir / "onprem-lb.conf"
 
-    async def _run(self, *argv: str) -> str:
+    async def _run(self, *argv: str, logs_in_output: bool = True) -> str:
+        """The command's output (with its log lines, unless ``logs_in_output`` is false: then
+        standard output only, its standard error kept for the message should it fail)."""
+        stderr = asyncio.subprocess.STDOUT if logs_in_output else asyncio.subprocess.PIPE
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-            )
+            proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=stderr)
         except OSError as exc:
             hint = "is FRR installed? (Debian: frr, frr-pythontools)"
             raise FrrError(f"cannot run {argv[0]}: {exc.strerror}; {hint}") from None
         try:
-            out, _ = await asyncio.wait_for(proc.communicate(), self.timeout)
+            out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
         except asyncio.TimeoutError:
             proc.kill()
             await proc.wait()
             raise FrrError(f"{argv[0]} did not finish within {self.timeout:g} s") from None
         text = out.decode(errors="replace")
         if proc.returncode != 0:
-            tail = " | ".join(line for line in text.strip().splitlines()[-5:])
+            said = text + (err or b"").decode(errors="replace")
+            tail = " | ".join(line for line in said.strip().splitlines()[-5:])
             raise FrrError(f"{Path(argv[0]).name} exited {proc.returncode}: {tail or 'no output'}")
         return text
 
@@ -101,10 +103,44 @@ class Frr:
                 return "incremental"
             except FrrError as exc:
                 log.warning("FRR refused the route change (%s); reloading the whole configuration", exc)
+        await self._reload(path)
+        return "reload"
+
+    async def _reload(self, path: Path) -> None:
+        """frr-reload.py until FRR holds the whole file, at most three times. Its exit status is
+        not the judge: it sends its first pass's additions again in a second pass, and some
+        commands fail when repeated ("neighbor X graceful-restart" in FRR 8.4: "not valid at
+        this moment"); and its deletions can leave a line behind (removing a neighbour's BFD
+        profile sends "no neighbor X bfd", then "no neighbor X bfd profile P", which turns BFD
+        on again). What counts is what frr-reload.py --test finds still to change."""
         # its temporary files go beside ours: the speaker may write nowhere else (ProtectSystem=strict)
         rundir = ["--rundir", str(self.confdir)]
-        await self._run(*self.reload_command, "--reload", "--stdout", *rundir, *self._pathspace(), str(path))
-        return "reload"
+        error: FrrError | None = None
+        left: list[str] = []
+        for _ in range(3):
+            try:
+                await self._run(*self.reload_command, "--reload", "--stdout", *rundir, *self._pathspace(), str(path))
+                error = None
+            except FrrError as exc:
+                error = exc
+            try:
+                left = await self.pending(path)
+            except FrrError:
+                if error is not None:
+                    raise error from None  # the reload's own words, not --test's
+                raise
+            if not left:
+                if error is not None:
+                    log.info("frr-reload.py reported %s, but FRR holds the whole configuration", error)
+                return
+        if error is not None:
+            raise error
+        raise FrrError(f"frr-reload.py leaves FRR short of the configuration: {' | '.join(left[:8])}")
+
+    async def pending(self, path: Path) -> list[str]:
+        """What frr-reload.py would still change to bring FRR to ``path`` (its --test lines)."""
+        out = await self._run(*self.reload_command, "--test", *self._pathspace(), str(path), logs_in_output=False)
+        return pending_lines(out)
 
     async def restore(self, text: str) -> str:
         """Give a daemon that came back empty the whole text, as commands (``vtysh -f``): the
@@ -124,6 +160,15 @@ class Frr:
 
     async def sessions(self) -> list[Session]:
         return parse_sessions(await self.vtysh_json("show bgp vrf all neighbors json"))
+
+
+def pending_lines(test_output: str) -> list[str]:
+    """The lines under frr-reload.py --test's "Lines To Delete" and "Lines To Add" headings."""
+    return [
+        line
+        for line in test_output.splitlines()
+        if line.strip() and not set(line.strip()) <= {"="} and not line.startswith("Lines To ")
+    ]
 
 
 def parse_sessions(data: Any) -> list[Session]:

@@ -164,8 +164,6 @@ def _router(
     if router_id:
         lines.append(f" bgp router-id {router_id}")
     lines += [" no bgp ebgp-requires-policy", " no bgp default ipv4-unicast", " no bgp network import-check"]
-    if any(p.enable_graceful_restart for p in peers):
-        lines.append(" bgp graceful-restart")
     for peer in peers:
         n = _neighbor(peer)
         remote = str(peer.peer_asn) if peer.peer_asn is not None else (peer.dynamic_asn or "external")
@@ -174,7 +172,9 @@ def _router(
             lines.append(f" neighbor {n} port {peer.peer_port}")
         if peer.keepalive_time is not None or peer.hold_time is not None:
             hold = peer.hold_time if peer.hold_time is not None else 90
-            keepalive = peer.keepalive_time if peer.keepalive_time is not None else max(hold // 3, 0)
+            # bgpd runs (and shows) a keepalive of at most a third of the hold time, none without
+            # one: written as it runs, a reload finds nothing to redo
+            keepalive = min(peer.keepalive_time if peer.keepalive_time is not None else hold, hold // 3)
             lines.append(f" neighbor {n} timers {keepalive} {hold}")
         if peer.connect_time is not None:
             lines.append(f" neighbor {n} timers connect {peer.connect_time}")
@@ -182,12 +182,13 @@ def _router(
             lines.append(f" neighbor {n} password {passwords[peer.name]}")
         if peer.source_address:
             lines.append(f" neighbor {n} update-source {peer.source_address}")
-        if peer.ebgp_multihop:
-            lines.append(f" neighbor {n} ebgp-multihop")
+        if peer.ebgp_multihop and not _internal(peer):  # iBGP is multihop anyway: FRR drops the line
+            lines.append(f" neighbor {n} ebgp-multihop 255")  # as FRR shows it: a reload finds it in place
         if peer.bfd_profile:  # both lines, as FRR shows them (else each reload drops BFD)
             lines += [f" neighbor {n} bfd", f" neighbor {n} bfd profile {peer.bfd_profile}"]
-        if peer.enable_graceful_restart:
-            lines.append(f" neighbor {n} graceful-restart")
+        # without it, no GR capability at all: bgpd's default (helper) still offers one, and a
+        # router that takes it keeps a dead node's routes as stale for the restart time (120 s)
+        lines.append(f" neighbor {n} graceful-restart" + ("" if peer.enable_graceful_restart else "-disable"))
     for family in (4, 6):
         members = [p for p in peers if _family(p) in (family, None)]
         if not members:
@@ -209,6 +210,10 @@ def _router(
         lines.append(" exit-address-family")
     lines += ["exit", "!"]
     return lines
+
+
+def _internal(peer: BGPPeer) -> bool:
+    return peer.peer_asn == peer.my_asn if peer.peer_asn is not None else peer.dynamic_asn == "internal"
 
 
 def _bfd_profile(profile: BFDProfile) -> list[str]:

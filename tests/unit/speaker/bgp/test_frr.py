@@ -54,7 +54,8 @@ def test_a_full_configuration_is_valid_frr(tmp_path: Path) -> None:
     router = lines_of(out.text, "router bgp 64512")
     assert " neighbor 198.51.100.1 remote-as 64512" in router
     assert " neighbor 198.51.100.1 timers 3 9" in router and " neighbor 198.51.100.1 timers connect 5" in router
-    assert " neighbor 198.51.100.1 bfd profile fast" in router and " bgp graceful-restart" in router
+    assert " neighbor 198.51.100.1 bfd profile fast" in router and " neighbor 198.51.100.1 graceful-restart" in router
+    assert " bgp graceful-restart" not in router  # per neighbour only: the others stay helpers
     assert " neighbor 2001:db8:1::1 port 1179" in router and " neighbor 2001:db8:1::1 password s3cret!" in router
     assert "  network 192.0.2.10/32" in router and "  network 2001:db8:a::10/128" in router
     assert lines_of(out.text, "router bgp 64513 vrf red")[4] == " neighbor 198.51.100.2 remote-as external"
@@ -63,6 +64,28 @@ def test_a_full_configuration_is_valid_frr(tmp_path: Path) -> None:
     assert " set local-preference 50" not in r1  # external peer: meaningless, left out
     assert " set community 65000:1 additive" in r1 and " set large-community 1:2:3 additive" in r1
     assert "  minimum-ttl" not in out.text and " profile fast" in out.text
+
+
+@pytest.mark.parametrize(
+    ("peer", "line"),
+    [
+        # the keepalive bgpd runs: at most a third of the hold time, none without one
+        ({"hold_time": 30, "keepalive_time": 20}, " neighbor 198.51.100.9 timers 10 30"),
+        ({"hold_time": 30, "keepalive_time": 5}, " neighbor 198.51.100.9 timers 5 30"),
+        ({"keepalive_time": 60}, " neighbor 198.51.100.9 timers 30 90"),
+        ({"hold_time": 0}, " neighbor 198.51.100.9 timers 0 0"),
+        ({"hold_time": 0, "keepalive_time": 3}, " neighbor 198.51.100.9 timers 0 0"),
+        ({"ebgp_multihop": True}, " neighbor 198.51.100.9 ebgp-multihop 255"),
+        ({"ebgp_multihop": True, "peer_asn": 64512}, None),  # iBGP: FRR takes no ebgp-multihop
+        ({"ebgp_multihop": True, "peer_asn": None, "dynamic_asn": "internal"}, None),
+    ],
+)
+def test_session_lines_are_written_as_frr_shows_them(peer: dict, line: str | None) -> None:  # type: ignore[type-arg]
+    """What bgpd would show differently from what we wrote, a reload would send again and again."""
+    shape = {"my_asn": 64512, "peer_asn": 64500, "peer_address": "198.51.100.9", **peer}
+    text = render(hostname="n1", peers=[BGPPeer("p", **shape)], routes={}, passwords={}, bfd_profiles={}).text
+    got = [x for x in lines_of(text, "router bgp 64512") if " timers " in x or "multihop" in x]
+    assert got == ([line] if line else [])
 
 
 @pytest.mark.parametrize(
