@@ -81,10 +81,14 @@ def route_latency(lab: BgpLab, runs: int) -> dict[str, Any]:
 def withdraw(lab: BgpLab, runs: int, bfd: bool) -> dict[str, Any]:
     """IPv4: the node's next hop gone from the router after the node dies, with or without BFD."""
     name = "bench-bfd" if bfd else "bench-nobfd"
+    reset_by_the_edit = None
     if not bfd:  # the peer without its BFD profile; BIRD's side of BFD then never comes up
+        before = lab.wait_established()
         lab.l2.kubectl("patch", "bgppeer", "-n", "metallb-system", "router-v4", "--type=json",
                        "-p", '[{"op": "remove", "path": "/spec/bfdProfile"}]')  # fmt: skip
         require("no BFD session up at the router", lambda: "Up" not in lab.birdc("show bfd sessions"), 30)
+        time.sleep(2)
+        reset_by_the_edit = len(resets(before, lab.wait_established()))
     lab.l2.kubectl("create", "namespace", name)
     lab.l2.apply(service_manifest(name, "web"))
     (ip,) = lab.l2.service_ips(name, "web")
@@ -103,7 +107,9 @@ def withdraw(lab: BgpLab, runs: int, bfd: bool) -> dict[str, Any]:
         lab.l2.wait_ready((victim,))
     require(f"{prefix} via every node again", lambda: len(lab.next_hops(prefix)) == len(NODES), 60)
     lab.l2.kubectl("delete", "namespace", name, "--wait=false")
-    return summary(times)
+    if reset_by_the_edit is None:
+        return summary(times)
+    return {**summary(times), "sessions_reset_by_removing_the_bfd_profile": reset_by_the_edit}
 
 
 def churn(lab: BgpLab, count: int) -> dict[str, Any]:
