@@ -189,6 +189,36 @@ def test_a_dead_node_is_withdrawn_at_bfd_pace(lab: BgpLab, ns: str) -> None:
     lab.wait_next_hops(f"{ip}/32", set(NODES), timeout=40)
 
 
+def test_without_bfd_a_dead_node_goes_at_the_hold_time_unless_graceful_restart_keeps_it(lab: BgpLab, ns: str) -> None:
+    """The IPv4 peer without its BFD profile and without graceful restart: a dead node's next
+    hop goes when BIRD's hold timer (9 s) runs out, as the BGPPeer asked. bgpd's default
+    (graceful-restart helper) would offer the capability anyway and BIRD would keep the route
+    stale for 120 s. The IPv6 peer asks for graceful restart: its route via the dead node stays."""
+    lab.l2.apply(service_manifest(ns, "four"))
+    lab.l2.apply(service_manifest(ns, "six", families="[IPv6]"))
+    (four,), (six,) = lab.l2.service_ips(ns, "four"), lab.l2.service_ips(ns, "six")
+    patch = ("patch", "bgppeer", "-n", "metallb-system", "router-v4", "--type=json", "-p")
+    lab.l2.kubectl(*patch, '[{"op": "remove", "path": "/spec/bfdProfile"}]')
+    try:
+        wait_for("no BFD session up", lambda: "Up" not in lab.birdc("show bfd sessions"), 30)
+        lab.wait_established()
+        lab.wait_next_hops(f"{four}/32", set(NODES), timeout=30)
+        lab.wait_next_hops(f"{six}/128", set(NODES), timeout=30)
+        lab.l2.kill_node("n3")
+        try:
+            lab.wait_next_hops(f"{four}/32", {"n1", "n2"}, timeout=20)  # the hold time, not 120 s
+            assert lab.sessions()["n3"].state != "Established"
+            assert "2001:db8:b::13" in lab.next_hops(f"{six}/128"), "graceful restart kept nothing"
+        finally:
+            lab.l2.revive_node("n3")
+            lab.l2.start_speaker("n3", "--bgp", "--frr-pathspace", "n3")
+            lab.l2.wait_ready(("n3",))
+    finally:
+        lab.l2.kubectl(*patch, '[{"op": "add", "path": "/spec/bfdProfile", "value": "fast"}]')
+    wait_for("BFD up again", lambda: lab.birdc("show bfd sessions").count(" Up ") == len(NODES), 40)
+    lab.wait_next_hops(f"{four}/32", set(NODES), timeout=40)
+
+
 def test_a_password_mismatch_keeps_the_session_down_with_a_clear_status(lab: BgpLab, ns: str) -> None:
     lab.l2.apply(service_manifest(ns, "web"))
     (ip,) = lab.l2.service_ips(ns, "web")
