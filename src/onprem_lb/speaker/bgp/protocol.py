@@ -159,10 +159,14 @@ class Bgp:
         # a peer FRR cannot be told about (its password unknown, its BFD profile missing) gets
         # nothing: the states and ServiceBGPStatus say so, not only the log
         mine, skipped = frr.writable(announce.node_peers(view.config.peers, node), passwords, view.config.bfd_profiles)
+        waiting = set()  # peers whose passwordSecret has not been read yet: not an error
         for bgp_peer in view.config.peers:  # say why a Secret's password is unknown, when we know
             ref = "/".join(bgp_peer.password_secret) if bgp_peer.password_secret else ""
             if bgp_peer.name in skipped and ref in self.secret_problems:
                 skipped[bgp_peer.name] = self.secret_problems[ref]
+            elif bgp_peer.name in skipped and ref and ref not in self.secret_values:
+                skipped[bgp_peer.name] = f"its passwordSecret {ref} is not read yet"
+                waiting.add(bgp_peer.name)
         self.neighbors = {(p.vrf, p.peer_address or p.interface or ""): p.name for p in mine}
         self.desired = announce.desired(
             view.services,
@@ -183,7 +187,8 @@ class Bgp:
         )
         for peer, why in sorted(skipped.items()):
             if self.skipped.get(peer) != why:
-                log.error("BGPPeer %s left out of FRR's configuration: %s", peer, why)
+                level = logging.INFO if peer in waiting else logging.ERROR
+                log.log(level, "BGPPeer %s left out of FRR's configuration: %s", peer, why)
         self.skipped = skipped
         self._report_states(self.desired.states)
         for key in sorted(self.desired.services.keys() - self.announced):  # as MetalLB's speaker says it
