@@ -55,9 +55,10 @@ class EventRecorder:
     ) -> None:
         """Queue an Event on the object whose metadata is ``involved`` (name, namespace, uid)."""
         now = dt.datetime.now(dt.timezone.utc)
-        name, namespace = str(involved.get("name")), str(involved.get("namespace"))
+        name, namespace = str(involved.get("name")), involved.get("namespace") or None
         event = Event(
-            metadata=ObjectMeta(generateName=f"{name}.", namespace=namespace),
+            # an object of no namespace (a Node) has its Events in "default", as kubectl looks
+            metadata=ObjectMeta(generateName=f"{name}.", namespace=namespace or "default"),
             involvedObject=ObjectReference(
                 kind=kind, apiVersion=api_version, name=name, namespace=namespace, uid=involved.get("uid")
             ),

@@ -121,6 +121,14 @@ def test_an_event_on_another_kind() -> None:
     )
 
 
+def test_an_event_on_an_object_of_no_namespace_lives_in_default() -> None:
+    rec = recorder(RecordingClient())
+    rec.record({"name": "n1", "uid": "n-uid"}, "Warning", "NodeNotReady", "...", kind="Node")
+    event = rec.queue.get_nowait()
+    assert event.metadata is not None and event.metadata.namespace == "default"
+    assert event.involvedObject.namespace is None and "namespace" not in to_plain(event)["involvedObject"]
+
+
 def test_without_a_uid_or_host_those_fields_stay_unset() -> None:
     rec = recorder(RecordingClient())
     rec.record({"name": "web", "namespace": "apps"}, "Normal", "nodeAssigned", "announcing")
