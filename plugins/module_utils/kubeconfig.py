@@ -81,6 +81,8 @@ def kubeconfig_problem(path: str, context: Optional[str] = None) -> Optional[str
     """Why the kubeconfig file at ``path`` cannot be used, or None. The text completes
     "kubeconfig PATH: ..." and ends with what to change."""
     if not os.path.exists(path):
+        if os.pathsep in path:  # a KUBECONFIG-style list: kubectl merges them, this takes one
+            return "it lists several files (%s-separated), this takes one; point it at %s" % (os.pathsep, ADMIN_HINT)
         return "no such file; point it at %s" % ADMIN_HINT
     if os.path.isdir(path):
         return "it is a directory, not a file; point it at %s" % ADMIN_HINT

@@ -79,10 +79,13 @@ def test_each_kubeconfig_shape_is_named_in_the_engine_and_the_modules(shape: str
     assert "admin kubeconfig" in str(engine.value) and "\n" not in str(engine.value)
 
 
-@pytest.mark.parametrize("where", ["missing", "directory"])
+@pytest.mark.parametrize("where", ["missing", "directory", "list"])
 def test_a_missing_file_or_a_directory(where: str, tmp_path: Path) -> None:
-    path = str(tmp_path / "nope") if where == "missing" else str(tmp_path)
-    expected = "no such file" if where == "missing" else "it is a directory"
+    good = write(tmp_path, yaml.safe_dump(GOOD))
+    path = {"missing": str(tmp_path / "nope"), "directory": str(tmp_path), "list": f"{good}:{tmp_path / 'other'}"}[
+        where
+    ]
+    expected = {"missing": "no such file", "directory": "it is a directory", "list": "lists several files"}[where]
     for call, error in (
         (lambda: k8s.load_config(path), k8s.KubeAccessError),
         (lambda: cluster.connect(path, None), cluster.ClusterError),
