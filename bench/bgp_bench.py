@@ -84,8 +84,7 @@ def withdraw(lab: BgpLab, runs: int, bfd: bool) -> dict[str, Any]:
     reset_by_the_edit = None
     if not bfd:  # the peer without its BFD profile; BIRD's side of BFD then never comes up
         before = lab.wait_established()
-        lab.l2.kubectl("patch", "bgppeer", "-n", "metallb-system", "router-v4", "--type=json",
-                       "-p", '[{"op": "remove", "path": "/spec/bfdProfile"}]')  # fmt: skip
+        lab.set_bfd_profile(None)
         require("no BFD session up at the router", lambda: "Up" not in lab.birdc("show bfd sessions"), 30)
         time.sleep(2)
         reset_by_the_edit = len(resets(before, lab.wait_established()))
@@ -102,9 +101,7 @@ def withdraw(lab: BgpLab, runs: int, bfd: bool) -> dict[str, Any]:
         lab.l2.kill_node(victim)
         waited = wait_until(lambda hop=hop: hop not in lab.next_hops(prefix), 20)
         times.append(None if waited is None else time.monotonic() - started)
-        lab.l2.revive_node(victim)
-        lab.l2.start_speaker(victim, "--bgp", "--frr-pathspace", victim)
-        lab.l2.wait_ready((victim,))
+        lab.revive(victim)
     require(f"{prefix} via every node again", lambda: len(lab.next_hops(prefix)) == len(NODES), 60)
     lab.l2.kubectl("delete", "namespace", name, "--wait=false")
     if reset_by_the_edit is None:

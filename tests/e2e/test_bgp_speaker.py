@@ -161,8 +161,7 @@ def test_a_fenced_speaker_withdraws_and_a_stopped_one_leaves_frr_announcing(lab:
     for _second in range(3):  # well past the poll and debounce a withdrawal would take
         time.sleep(1.0)
         assert node_v4("n2") in lab.next_hops(f"{ip}/32")
-    lab.l2.start_speaker("n2", "--bgp", "--frr-pathspace", "n2")
-    lab.l2.wait_ready(("n2",))
+    lab.start_speakers(nodes=("n2",))
     lab.wait_next_hops(f"{ip}/32", set(NODES))
 
 
@@ -183,9 +182,7 @@ def test_a_dead_node_is_withdrawn_at_bfd_pace(lab: BgpLab, ns: str) -> None:
         # which BIRD refuses ("mismatched address family"): see the closing note of 2026-12-04.
         wait_for("n3's IPv6 session down at the router", lambda: lab.sessions()["n3v6"].state != "Established", 20)
     finally:
-        lab.l2.revive_node("n3")
-        lab.l2.start_speaker("n3", "--bgp", "--frr-pathspace", "n3")
-        lab.l2.wait_ready(("n3",))
+        lab.revive("n3")
     lab.wait_next_hops(f"{ip}/32", set(NODES), timeout=40)
 
 
@@ -197,8 +194,7 @@ def test_without_bfd_a_dead_node_goes_at_the_hold_time_unless_graceful_restart_k
     lab.l2.apply(service_manifest(ns, "four"))
     lab.l2.apply(service_manifest(ns, "six", families="[IPv6]"))
     (four,), (six,) = lab.l2.service_ips(ns, "four"), lab.l2.service_ips(ns, "six")
-    patch = ("patch", "bgppeer", "-n", "metallb-system", "router-v4", "--type=json", "-p")
-    lab.l2.kubectl(*patch, '[{"op": "remove", "path": "/spec/bfdProfile"}]')
+    lab.set_bfd_profile(None)
     try:
         wait_for("no BFD session up", lambda: "Up" not in lab.birdc("show bfd sessions"), 30)
         lab.wait_established()
@@ -210,11 +206,9 @@ def test_without_bfd_a_dead_node_goes_at_the_hold_time_unless_graceful_restart_k
             assert lab.sessions()["n3"].state != "Established"
             assert "2001:db8:b::13" in lab.next_hops(f"{six}/128"), "graceful restart kept nothing"
         finally:
-            lab.l2.revive_node("n3")
-            lab.l2.start_speaker("n3", "--bgp", "--frr-pathspace", "n3")
-            lab.l2.wait_ready(("n3",))
+            lab.revive("n3")
     finally:
-        lab.l2.kubectl(*patch, '[{"op": "add", "path": "/spec/bfdProfile", "value": "fast"}]')
+        lab.set_bfd_profile("fast")
     wait_for("BFD up again", lambda: lab.birdc("show bfd sessions").count(" Up ") == len(NODES), 40)
     lab.wait_next_hops(f"{four}/32", set(NODES), timeout=40)
 

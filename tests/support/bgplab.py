@@ -365,5 +365,16 @@ class BgpLab:
             self.l2.start_speaker(node, "--bgp", "--frr-pathspace", node, *args)
         self.l2.wait_ready(nodes)
 
+    def revive(self, node: str) -> None:
+        """A node killed with l2.kill_node back: links up, its speaker started and ready."""
+        self.l2.revive_node(node)
+        self.start_speakers(nodes=(node,))
+
+    def set_bfd_profile(self, profile: str | None, peer: str = "router-v4") -> None:
+        """Give the BGPPeer a BFD profile, or take its profile away (None)."""
+        op = {"op": "add", "path": "/spec/bfdProfile", "value": profile} if profile else {
+            "op": "remove", "path": "/spec/bfdProfile"}  # fmt: skip
+        self.l2.kubectl("patch", "bgppeer", "-n", "metallb-system", peer, "--type=json", "-p", json.dumps([op]))
+
     def speaker_logs(self) -> str:
         return "\n".join(f"--- {n}\n{s.log()[-3000:]}" for n, s in self.l2.speakers.items())
