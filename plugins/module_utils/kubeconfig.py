@@ -17,6 +17,8 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import os
 from typing import Any, Dict, List, Optional
 
+from .file_input import file_problem, os_reason, path_problem
+
 try:
     import yaml
 except ImportError:  # pragma: no cover - the kubernetes client and the engine both bring PyYAML
@@ -80,20 +82,21 @@ def structure_problem(data: Any, context: Optional[str] = None) -> Optional[str]
 def kubeconfig_problem(path: str, context: Optional[str] = None) -> Optional[str]:
     """Why the kubeconfig file at ``path`` cannot be used, or None. The text completes
     "kubeconfig PATH: ..." and ends with what to change."""
+    problem = path_problem(path)
+    if problem is not None:
+        return "%s; point it at %s" % (problem, ADMIN_HINT)
     if not os.path.exists(path):
         if os.pathsep in path:  # a KUBECONFIG-style list: kubectl merges them, this takes one
             return "it lists several files (%s-separated), this takes one; point it at %s" % (os.pathsep, ADMIN_HINT)
         return "no such file; point it at %s" % ADMIN_HINT
-    if os.path.isdir(path):
-        return "it is a directory, not a file; point it at %s" % ADMIN_HINT
+    problem = file_problem(path)
+    if problem is not None:
+        return "%s; point it at %s" % (problem, ADMIN_HINT)
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        return "cannot be read (%s); check its permissions or point it at %s" % (
-            getattr(exc, "strerror", None) or exc,
-            ADMIN_HINT,
-        )
+    except (OSError, ValueError) as exc:
+        return "cannot be read (%s); check its permissions or point it at %s" % (os_reason(exc), ADMIN_HINT)
     if not HAS_YAML:  # pragma: no cover
         return None  # the client library then says what it finds
     try:

@@ -104,6 +104,7 @@ import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.onprem.ingress.plugins.module_utils.file_input import file_problem, path_problem, shown
 
 PROC_SYS = "/proc/sys"
 # Where systemd-sysctl and `sysctl --system` read configuration, highest precedence first.
@@ -302,6 +303,14 @@ def main() -> None:
         supports_check_mode=True,
     )
     path = module.params["path"]
+    problem = path_problem(path)
+    if problem is None and os.path.lexists(path):
+        problem = file_problem(path)
+    elif problem is None:
+        parent = path_problem(os.path.dirname(path) or ".", directory=True)
+        problem = None if parent is None else "its directory: %s" % parent
+    if problem is not None:
+        module.fail_json(msg="path %s: %s; name the sysctl.d file this module owns" % (shown(path), problem))
     try:
         old_text, new_text, leaving, runtime, warnings = plan(module)
     except SysctlError as exc:

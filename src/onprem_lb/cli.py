@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from onprem_lb import __version__, hostport, k8s, k8s_names, legacy, metrics
+from onprem_lb import __version__, file_input, hostport, k8s, k8s_names, legacy, metrics
 from onprem_lb.controller.loop import COMPONENT, run_controller
 from onprem_lb.k8s.leader import LeaderElector
 from onprem_lb.speaker import agent as speaker
@@ -103,6 +103,23 @@ def dns_subdomain(text: str) -> str:
     return text
 
 
+def file_path(text: str) -> str:
+    """A name a file could have (no NUL byte, not too long); whether it reads is told later.
+    Empty: the option's default."""
+    problem = file_input.path_problem(text) if text else None
+    if problem:
+        raise argparse.ArgumentTypeError(f"{file_input.shown(text)}: {problem}")
+    return text
+
+
+def dir_path(text: str) -> str:
+    """A directory, or a name one could be created at."""
+    problem = file_input.path_problem(text, directory=True)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{file_input.shown(text)}: {problem}")
+    return text
+
+
 def node_name(text: str) -> str:
     return text if text == "" else dns_subdomain(text)
 
@@ -115,7 +132,7 @@ def printable(text: str) -> str:
 
 
 def _cluster_args(parser: argparse.ArgumentParser, *, namespace_help: str) -> None:
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
+    parser.add_argument("--kubeconfig", type=file_path, help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
     parser.add_argument("--context", type=printable, help="kubeconfig context (default: the current one)")
     parser.add_argument("--namespace", type=dns_label, default="metallb-system", help=namespace_help)
 
@@ -170,7 +187,9 @@ def _parser() -> argparse.ArgumentParser:
     spk.add_argument("--heartbeat-interval", type=seconds, default=0.1, help="seconds between heartbeats (default 0.1)")
     spk.add_argument("--dead-after", type=seconds, default=0.4, help="a silent peer is dead after (default 0.4 s)")
     spk.add_argument(
-        "--secret-file", help="file with a shared secret, the same on every node: heartbeats are signed (HMAC-SHA256)"
+        "--secret-file",
+        type=file_path,
+        help="file with a shared secret, the same on every node: heartbeats are signed (HMAC-SHA256)",
     )
     spk.add_argument(
         "--insecure-heartbeats",
@@ -193,7 +212,9 @@ def _parser() -> argparse.ArgumentParser:
     spk.add_argument(
         "--frr-pathspace", type=printable, default="", help="FRR's -N name when FRR runs with one (default: none)"
     )
-    spk.add_argument("--frr-confdir", default="/etc/frr", help="FRR's configuration directory (default /etc/frr)")
+    spk.add_argument(
+        "--frr-confdir", type=dir_path, default="/etc/frr", help="FRR's configuration directory (default /etc/frr)"
+    )
     spk.add_argument("--no-probe", action="store_true", help="skip the conflict probe before a first announcement")
     spk.add_argument("--lease-duration", type=seconds, default=10.0, help="seconds (default 10)")
     spk.add_argument(
@@ -206,7 +227,7 @@ def _parser() -> argparse.ArgumentParser:
     _daemon_args(spk, metrics_port=7473)
 
     conv = sub.add_parser("convert-configmap", help="print metallb.io objects for a legacy MetalLB ConfigMap")
-    conv.add_argument("file", help="the ConfigMap manifest (or its bare `config` value); - for stdin")
+    conv.add_argument("file", type=file_path, help="the ConfigMap manifest (or its bare `config` value); - for stdin")
     conv.add_argument("--namespace", default="metallb-system", help="namespace of the objects written")
 
     sub.add_parser("version", help="print the version")
@@ -215,9 +236,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _convert(args: argparse.Namespace) -> int:
     try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-    except OSError as exc:
-        print(f"onprem-lb: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        text = sys.stdin.read() if args.file == "-" else str(file_input.read_file(args.file, "FILE"))
+    except (file_input.InputFileError, UnicodeDecodeError) as exc:
+        print(f"onprem-lb convert-configmap: {exc}", file=sys.stderr)
         return 2
     try:
         resources = legacy.convert(legacy.config_text_from_manifest(text), namespace=args.namespace)
@@ -367,10 +388,8 @@ async def _speaker(args: argparse.Namespace) -> int:
 
 
 def _read_secret(path: str) -> bytes:
-    try:
-        secret = Path(path).read_bytes().strip()
-    except OSError as exc:
-        raise ValueError(f"cannot read the secret file (--secret-file) {path!r}: {exc.strerror}") from None
+    data = file_input.read_file(path, "--secret-file", binary=True, hint="point it at the shared secret's file")
+    secret = data.strip() if isinstance(data, bytes) else b""
     if not secret:
         raise ValueError(f"secret file {path!r} is empty (--secret-file): write the shared secret into it")
     return secret
