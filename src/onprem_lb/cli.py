@@ -173,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _daemon_args(ctl, metrics_port=7472)
 
-    spk = sub.add_parser("speaker", help="announce this node's addresses (layer 2: ARP and NDP)")
+    spk = sub.add_parser("speaker", help="announce this node's addresses: ARP and NDP, and BGP through FRR with --bgp")
     _cluster_args(spk, namespace_help="namespace of the metallb.io objects and Leases")
     spk.add_argument(
         "--node-name", type=node_name, default=os.environ.get("NODE_NAME", ""), help="this node (default: $NODE_NAME)"
@@ -338,20 +338,20 @@ async def _speaker(args: argparse.Namespace) -> int:
             renew_period=args.renew_period,
             bgp=args.bgp,
         )
-        spk.add(
-            Layer2(
-                client,
-                node=args.node_name,
-                namespace=args.namespace,
-                heartbeat=heartbeat,
-                members=members,
-                announcer=announcer,
-                events=spk.events,
-                spread=args.spread,
-                handover_timeout=args.handover_timeout,
-                probe=not args.no_probe,
-            )
+        layer2 = Layer2(
+            client,
+            node=args.node_name,
+            namespace=args.namespace,
+            heartbeat=heartbeat,
+            members=members,
+            announcer=announcer,
+            events=spk.events,
+            spread=args.spread,
+            handover_timeout=args.handover_timeout,
+            probe=not args.no_probe,
         )
+        spk.add(layer2)
+        spk.hold_by(layer2.hold)  # without the API, layer 2's heartbeats say who may keep announcing
         if args.bgp:
             driver = Frr(pathspace=args.frr_pathspace, confdir=Path(args.frr_confdir))
             spk.add(Bgp(client, node=args.node_name, namespace=args.namespace, frr_driver=driver, events=spk.events))

@@ -121,6 +121,12 @@ frr_reload_seconds = Histogram(
 fenced = Gauge(
     "onprem_lb_speaker_fenced", "1 while this speaker cannot renew its Lease and announces nothing", registry=SPEAKER
 )
+holding = Gauge(
+    "onprem_lb_speaker_holding",
+    "1 while this speaker cannot renew its Lease, no speaker it hears reaches the API server, and it "
+    "announces by membership (it hears a majority of the speakers it last knew)",
+    registry=SPEAKER,
+)
 conflicts = Counter(
     "onprem_lb_speaker_address_conflicts_total", "Probes that found another host using an address", registry=SPEAKER
 )

@@ -8,6 +8,7 @@ real tools (arping, ndisc6, ip neigh) and lab/bin/l2probe.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +282,43 @@ class L2Lab:
 
     def heal(self, node: str) -> None:
         in_ns(f"olb-{node}", "iptables", "-D", "OUTPUT", "-d", API_ADDRESS, "-j", "DROP", check=False)
+
+    def cut_heartbeats(self, node: str) -> None:
+        """Cut the node off from the other speakers (its heartbeats, both ways); eth0 stays up so
+        the client sees whether it still answers."""
+        for chain, flag in (("INPUT", "--dport"), ("OUTPUT", "--dport")):
+            in_ns(f"olb-{node}", "iptables", "-I", chain, "-p", "udp", flag, "7946", "-j", "DROP")
+
+    def mend_heartbeats(self, node: str) -> None:
+        for chain in ("INPUT", "OUTPUT"):
+            in_ns(f"olb-{node}", "iptables", "-D", chain, "-p", "udp", "--dport", "7946", "-j", "DROP", check=False)
+
+    # -- the API server going away for everyone
+
+    def _api_pid(self) -> int:
+        state = json.loads((self.cp_dir / "state.json").read_text())
+        return int(state["pids"]["kube-apiserver"])
+
+    def stop_api(self) -> None:
+        """kube-apiserver stops answering (SIGSTOP: connections hang, as behind a dead route)."""
+        os.killpg(self._api_pid(), signal.SIGSTOP)
+
+    def start_api(self) -> None:
+        os.killpg(self._api_pid(), signal.SIGCONT)
+        wait_for(
+            "the API server answers",
+            lambda: self.kubectl("get", "--raw", "/readyz", check=False).strip() == "ok",
+            30,
+        )
+
+    @contextlib.contextmanager
+    def api_down(self) -> Iterator[None]:
+        """The API server stopped for the block (started again however the block ends)."""
+        self.stop_api()
+        try:
+            yield
+        finally:
+            self.start_api()
 
     # -- observing from the client
 

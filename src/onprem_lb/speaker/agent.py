@@ -2,10 +2,16 @@
 metallb.io objects, speaker Leases), the config snapshot, this speaker's Lease and the loop, and
 hands one View to each announcing protocol (speaker/protocol.py) whenever something changes.
 
-Its Lease ``speaker-<node>`` is the authority on whether this speaker may announce: renewed
-every renew period, and when a renewal has not succeeded within the renew deadline, the speaker
-is fenced (announces nothing) until the API server answers again. On SIGTERM each protocol
-hands over, then the Lease is deleted.
+Its Lease ``speaker-<node>`` is the authority on whether this speaker may announce while the API
+server answers: renewed every renew period. When no renewal has succeeded for half the renew
+deadline the speaker is in *membership mode* (layer 2 watches every speaker it last knew, and
+who is heard decides who is live); when the renew deadline passes, the speaker either holds by
+membership - keeps announcing what the election over the heartbeats gives it, while it hears a
+majority of the speakers it last knew and none of them still reaches the API
+(speaker/layer2/quorum.py has the rule and why it never gives two owners) - or is fenced
+(announces nothing) until the API server answers again. Membership mode lasts a Lease duration
+past the API's return, until every live peer's renewal has been seen again, so no address moves
+when the API comes back. On SIGTERM each protocol hands over, then the Lease is deleted.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import gc
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
@@ -41,6 +48,7 @@ from onprem_lb.k8s import (
     L2Advertisement,
 )
 from onprem_lb.speaker import view as views
+from onprem_lb.speaker.layer2 import quorum
 from onprem_lb.speaker.protocol import Announcing
 from onprem_lb.tasks import first
 
@@ -74,6 +82,11 @@ class Speaker:
         self.protocols: list[Announcing] = []
         self.lease_name = f"speaker-{node}"
         self._renewed_until = 0.0  # monotonic deadline from the last successful renewal
+        self._last_renewal = 0.0  # monotonic start of the last successful renewal
+        self._api_back_at = 0.0  # when renewals succeeded again after membership mode
+        self._hold: Callable[[], quorum.Hold] = lambda: quorum.decide(self.node, None, (), ())
+        self.authority = ""
+        self._membership_was = False  # "lease", "holding" or the reason it is quiet (logged on change)
         self._renew_failures = k8s.RepeatedFailure(log, f"renewing lease {self.lease_name}")
         self._lease_seen: dict[str, tuple[str, float, float]] = {}  # node -> (renewTime, observed at, duration)
         self.ready = False
@@ -110,6 +123,11 @@ class Speaker:
 
     def add(self, protocol: Announcing) -> None:
         self.protocols.append(protocol)
+
+    def hold_by(self, decide: Callable[[], quorum.Hold]) -> None:
+        """Who decides whether this speaker holds by membership once its Lease is not renewed
+        (layer 2, which hears the other speakers); without one it is fenced then."""
+        self._hold = decide
 
     # -- caches ----------------------------------------------------------------------------------
 
@@ -178,6 +196,8 @@ class Speaker:
             seen[node] = (lease["renew"], observed, lease["duration"])
             annotations[node] = lease["annotations"]
         self._lease_seen = seen
+        lease_ok = self.lease_ok()
+        hold = quorum.Hold(False, "", 0, 0) if lease_ok else self._hold()
         return views.View(
             node=self.node,
             config=self._config(),
@@ -190,7 +210,11 @@ class Speaker:
                 for svc, parts in self.endpoints.items()
             },
             nodes={n.name: n for n in self.nodes.items.values()},
-            may_announce=self.lease_ok(),
+            may_announce=lease_ok or hold.holds,
+            lease_ok=lease_ok,
+            membership=self.membership_mode(),
+            api_recent=self.api_recent(),
+            quiet_reason="" if lease_ok or hold.holds else hold.reason,
             leased=frozenset(n for n, (_r, at, duration) in seen.items() if now < at + duration),
             lease_annotations=annotations,
         )
@@ -204,6 +228,15 @@ class Speaker:
 
     def lease_ok(self) -> bool:
         return time.monotonic() < self._renewed_until
+
+    def api_recent(self) -> bool:
+        """The last renewal succeeded within half the renew deadline: the API server answers."""
+        return self._last_renewal > 0 and time.monotonic() - self._last_renewal < self.renew_deadline / 2
+
+    def membership_mode(self) -> bool:
+        """The API cannot be trusted to say who is live: it does not answer, or it came back less
+        than a Lease duration ago (the peers' renewals are not all seen yet)."""
+        return not self.api_recent() or time.monotonic() < self._api_back_at + self.lease_duration
 
     async def _renew_once(self) -> bool:
         started = time.monotonic()
@@ -220,27 +253,37 @@ class Speaker:
         spec = LeaseSpec(holderIdentity=self.node, leaseDurationSeconds=math.ceil(self.lease_duration), renewTime=now)
         try:
             try:
-                await self.client.patch(
-                    Lease,
-                    self.lease_name,
-                    {"metadata": {"annotations": meta.annotations, "labels": meta.labels}, "spec": k8s.to_plain(spec)},
-                    namespace=self.namespace,
-                    patch_type=PatchType.MERGE,
+                # bounded by the renew deadline: a hung API server (frozen, or a blackholed route)
+                # must not hold the next attempts back for the client's read timeout
+                await asyncio.wait_for(
+                    self.client.patch(
+                        Lease,
+                        self.lease_name,
+                        {
+                            "metadata": {"annotations": meta.annotations, "labels": meta.labels},
+                            "spec": k8s.to_plain(spec),
+                        },
+                        namespace=self.namespace,
+                        patch_type=PatchType.MERGE,
+                    ),
+                    self.renew_deadline,
                 )
             except ApiError as exc:
                 if exc.status.code != 404:
                     raise
                 await self.client.create(Lease(metadata=meta, spec=dataclasses.replace(spec, acquireTime=now)))
+        except asyncio.TimeoutError:
+            self._renew_failures.failed(f"no answer from the API server within {self.renew_deadline:g} s")
+            return False
         except (ApiError, *TRANSIENT) as exc:
             self._renew_failures.failed(k8s.explain(exc, self.namespace))
             return False
         self._renew_failures.ok()
-        was_ok = self.lease_ok()
+        if self._last_renewal and not self.api_recent():
+            self._api_back_at = started
+        self._last_renewal = started
         self._renewed_until = started + self.renew_deadline
-        if not was_ok:
-            log.info("lease %s/%s renewed; announcing allowed", self.namespace, self.lease_name)
-            metrics.fenced.set(0)
-            self.changed.set()
+        self._watch_authority()
         return True
 
     async def _renew_loop(self) -> None:
@@ -248,17 +291,40 @@ class Speaker:
             await self._renew_once()
             await asyncio.sleep(self.renew_period)
 
+    def _watch_authority(self) -> None:
+        """Follow what this speaker announces by: its Lease, membership, or nothing (and why)."""
+        if self.lease_ok():
+            now = "lease"
+        else:
+            hold = self._hold()
+            now = "holding" if hold.holds else hold.reason
+        membership = self.membership_mode()
+        if (now, membership) == (self.authority, self._membership_was):
+            return
+        before, self.authority, self._membership_was = self.authority, now, membership
+        metrics.fenced.set(int(now not in ("lease", "holding")))
+        metrics.holding.set(int(now == "holding"))
+        if now != before and before:
+            if now == "lease":
+                log.info("lease %s/%s renewed; announcing by Lease", self.namespace, self.lease_name)
+            elif now == "holding":
+                log.warning(
+                    "cannot renew lease %s and no speaker heard reaches the API server: holding by membership "
+                    "(%s); new Services and config changes wait for the API",
+                    self.lease_name,
+                    self._hold().describe(),
+                )
+            else:
+                log.error("cannot renew lease %s: announcing nothing (%s)", self.lease_name, self._hold().describe())
+        self.changed.set()
+        if self.ready:
+            self.apply()  # the protocols follow at once (going quiet first, then telling their peers)
+
     async def _fence_watch(self) -> None:
-        """Go quiet as soon as the renew deadline passes without a renewal."""
-        fenced = False
+        """Notice the renew deadline passing, and the membership's verdict changing."""
         while True:
-            ok = self.lease_ok()
-            if not ok and not fenced and self._renewed_until:
-                log.error("cannot renew lease %s: announcing nothing until the API server answers", self.lease_name)
-                metrics.fenced.set(1)
-                if self.ready:
-                    self.apply()  # the protocols go quiet, then tell their peers
-            fenced = not ok
+            if self._last_renewal:
+                self._watch_authority()
             await asyncio.sleep(min(0.1, self.renew_period / 4))
 
     # -- the loop --------------------------------------------------------------------------------
@@ -308,6 +374,8 @@ class Speaker:
     async def _stop(self) -> None:
         """Planned stop: every protocol hands over, then the Lease goes."""
         await asyncio.gather(*(p.stop(self.view) for p in self.protocols))
-        with contextlib.suppress(ApiError, *TRANSIENT):
-            await self.client.delete(Lease, self.lease_name, namespace=self.namespace)
+        with contextlib.suppress(ApiError, *TRANSIENT):  # without the API, the Lease runs out instead
+            await asyncio.wait_for(
+                self.client.delete(Lease, self.lease_name, namespace=self.namespace), self.renew_deadline
+            )
         log.info("handed over; quiet")

@@ -48,9 +48,13 @@ class View:
     services: tuple[ServiceState, ...]
     endpoints: Mapping[str, Endpoints]  # Service key -> its endpoints
     nodes: Mapping[str, NodeState]
-    may_announce: bool  # this speaker's Lease is renewed (else it is fenced: announces nothing)
+    may_announce: bool  # its Lease is renewed, or it holds by membership (else: announces nothing)
     leased: frozenset[str]  # other speakers whose Lease is valid now
     lease_annotations: Mapping[str, Mapping[str, str]]  # speaker -> what its protocols publish on its Lease
+    lease_ok: bool = True  # this speaker's Lease is renewed (the API server's authority)
+    membership: bool = False  # the API cannot say who is live now: who is heard decides (agent.py)
+    api_recent: bool = True  # its last renewal is recent: the API server answers
+    quiet_reason: str = ""  # why it may not announce, when it may not ("fenced", "noQuorum")
 
 
 def service_state(plain: Mapping[str, Any], lb_class: str | None) -> ServiceState | None:

@@ -9,7 +9,10 @@ reload, until FRR takes it; the last text FRR took is kept, so an unchanged deci
 nothing. The sessions' state is read every ``poll`` seconds into metrics and a log line per
 change; a bgpd that came back empty is given the whole text again (``restore``).
 
-A fenced speaker (its Lease not renewed) withdraws every route; a speaker that stops (SIGTERM)
+A fenced speaker withdraws every route: one whose Lease is not renewed and that may not hold by
+membership (speaker/layer2/quorum.py) - while the API server is down for everyone, the speakers
+that hear a majority keep their sessions and routes, and BFD or the hold time still withdraws a
+dead node's next hop at the router. A speaker that stops (SIGTERM)
 leaves FRR as it is: FRR runs on its own, so a restarting speaker costs the routers nothing.
 """
 
@@ -206,7 +209,8 @@ class Bgp:
 
     async def stop(self, view: Callable[[], View]) -> None:
         """FRR keeps announcing what it was told (see the module's doc); our statuses go."""
-        await self._delete_own_statuses()
+        with contextlib.suppress(asyncio.TimeoutError):  # the API may be gone: they are stale, not wrong
+            await asyncio.wait_for(self._delete_own_statuses(), 2.0)
 
     def close(self) -> None:
         return None

@@ -27,7 +27,8 @@ NOT_OWNER = "notOwner"  # another node was elected
 FENCED = "fenced"  # our Lease is not renewed: we may not announce
 PROBING = "probing"  # won, waiting for the conflict probe
 ADDRESS_CONFLICT = "addressConflict"  # won, but another host answers for it; retried later
-ANNOUNCED_STATES = (ANNOUNCING, HANDING_OVER)
+HOLDING = "holdingByMembership"  # announced while the API cannot be reached (layer2/quorum.py)
+ANNOUNCED_STATES = (ANNOUNCING, HANDING_OVER, HOLDING)
 
 
 @dataclass(frozen=True)

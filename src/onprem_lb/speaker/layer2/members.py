@@ -64,6 +64,7 @@ class Peer:
     last_seen: float = 0.0  # monotonic; 0: never heard
     leaving: bool = False
     fenced: bool = False
+    api: bool = False  # it reaches the API server and decides who is live by Leases
     dead: bool = False  # watched, heard, then silent for dead_after (until heard again)
     owned: frozenset[str] = field(default_factory=frozenset)
 
@@ -99,6 +100,7 @@ class Members(asyncio.DatagramProtocol):
         secret: bytes | None = None,
         owned: Callable[[], Iterable[str]] = lambda: (),
         fenced: Callable[[], bool] = lambda: False,
+        api: Callable[[], bool] = lambda: True,
         handing_to: Callable[[], Iterable[str]] = lambda: (),
         on_change: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
@@ -114,6 +116,10 @@ class Members(asyncio.DatagramProtocol):
         self.secret = secret
         self.owned = owned
         self.fenced = fenced
+        self.api = api  # whether this node reaches the API and goes by Leases (told to peers)
+        # a peer counts toward a quorum while heard within this window: shorter than dead_after, so
+        # a node cut off from the others goes quiet before they declare it dead and take over
+        self.quorum_window = max(interval, dead_after - interval)
         self.handing_to = handing_to  # new owners of what we still answer for: they must hear our claim
         self.on_change = on_change
         self.clock = clock  # wall clock, for the send-time window only
@@ -127,6 +133,8 @@ class Members(asyncio.DatagramProtocol):
         self._seq = 0
         self._down: frozenset[str] = frozenset()  # nodes with a heartbeat address that are not alive
         self._skew_warned = 0.0
+        self._heard: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        self.counting = False  # while the API cannot be reached: who is heard decides, so tell each change
 
     # -- asyncio protocol
 
@@ -148,12 +156,13 @@ class Members(asyncio.DatagramProtocol):
         if inc < peer.incarnation or (inc == peer.incarnation and seq <= peer.seq):
             return  # replayed, reordered, or from a previous life
         now = time.monotonic()
-        before = (peer.owned, peer.leaving, peer.fenced, peer.dead)
+        before = (peer.owned, peer.leaving, peer.fenced, peer.dead, peer.api)
         if inc != peer.incarnation:
             peer.leaving = False
         peer.incarnation, peer.seq, peer.last_seen, peer.dead = inc, seq, now, False
         peer.leaving = peer.leaving or bool(msg.get("leaving"))
         peer.fenced = bool(msg.get("fenced"))
+        peer.api = msg.get("api") is not False  # a speaker of before this field renews its Lease
         owned = msg.get("owned")
         peer.owned = frozenset(str(a) for a in owned) if isinstance(owned, list) else frozenset()
         want = msg.get("want")
@@ -162,7 +171,9 @@ class Members(asyncio.DatagramProtocol):
                 self.subscribers[node] = now + 3 * self.refresh
                 self._send({node}, want=False)  # answer at once: the watch starts now, not a tick later
             self.subscribers[node] = now + 3 * self.refresh
-        if before != (peer.owned, peer.leaving, peer.fenced, peer.dead):
+        if before != (peer.owned, peer.leaving, peer.fenced, peer.dead, peer.api) or (
+            self.counting and node not in self._heard[0]
+        ):
             self._changed()
 
     def _warn_skew(self, node: str, sent: object) -> None:
@@ -190,6 +201,31 @@ class Members(asyncio.DatagramProtocol):
 
     def _compute_down(self, now: float) -> frozenset[str]:
         return frozenset(n for n, p in self.peers.items() if n in self.addresses and self._is_down(p, now))
+
+    def heard_within(self, window: float, now: float | None = None) -> frozenset[str]:
+        """Peers with a heartbeat address heard within ``window`` seconds that did not say they
+        leave or announce nothing."""
+        now = time.monotonic() if now is None else now
+        return frozenset(
+            n
+            for n, p in self.peers.items()
+            if n in self.addresses and now - p.last_seen < window and not (p.leaving or p.fenced or p.dead)
+        )
+
+    def heard_now(self) -> frozenset[str]:
+        """Peers heard within ``dead_after``: the live ones while the API cannot tell."""
+        return self._heard[1]
+
+    def quorum_heard(self) -> frozenset[str]:
+        """Peers heard within the quorum window."""
+        return self._heard[0]
+
+    def on_api(self, nodes: Iterable[str]) -> frozenset[str]:
+        """Of ``nodes``, the peers whose last beat said they still renew their Lease."""
+        return frozenset(n for n in nodes if n in self.peers and self.peers[n].api)
+
+    def _compute_heard(self, now: float) -> tuple[frozenset[str], frozenset[str]]:
+        return self.heard_within(self.quorum_window, now), self.heard_within(self.dead_after, now)
 
     def alive_peers(self) -> frozenset[str]:
         return frozenset(self.addresses).difference(self._down)
@@ -235,7 +271,9 @@ class Members(asyncio.DatagramProtocol):
         self._changed()
 
     def _changed(self) -> None:
-        self._down = self._compute_down(time.monotonic())
+        now = time.monotonic()
+        self._down = self._compute_down(now)
+        self._heard = self._compute_heard(now)
         self.on_change()
 
     # -- sending
@@ -249,6 +287,7 @@ class Members(asyncio.DatagramProtocol):
             "seq": self._seq,
             "t": round(self.clock(), 3),
             "fenced": self.fenced(),
+            "api": self.api(),
             "owned": sorted(self.owned()),
         }
         if self.leaving:
@@ -305,10 +344,15 @@ class Members(asyncio.DatagramProtocol):
             else:
                 next_check = min(next_check, deadline)
         down = self._compute_down(now)
+        heard = self._compute_heard(now)
         if died:
             log.info("speaker(s) %s stopped answering heartbeats", ", ".join(sorted(died)))
-        if down != self._down:
-            self._down = down
+        for window in (self.quorum_window, self.dead_after):  # when the next heard peer would drop out
+            for n in heard[0] if window == self.quorum_window else heard[1]:
+                next_check = min(next_check, self.peers[n].last_seen + window)
+        news = down != self._down or (self.counting and heard != self._heard)
+        self._down, self._heard = down, heard
+        if news:
             self.on_change()
         return next_check
 

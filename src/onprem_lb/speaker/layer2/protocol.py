@@ -1,12 +1,17 @@
 """Layer 2 behind the speaker's protocol interface: election, handover, membership, the
 announcer, and the ServiceL2Status objects.
 
-Liveness: the agent keeps this speaker's Lease ``speaker-<node>`` (the authority); layer 2 adds
-UDP heartbeats (``members``) between each owner and its successors (the node the election would
-pick for an address without its owner). A peer is live while its Lease is valid and this node
-has not seen it die, leave or fence itself. A speaker that cannot renew its Lease within the
-renew deadline announces nothing (self-fencing): the others take over once its Lease runs out,
-which is later than the deadline, so two owners never coexist after convergence.
+Liveness: the agent keeps this speaker's Lease ``speaker-<node>`` (the authority while the API
+server answers); layer 2 adds UDP heartbeats (``members``) between each owner and its successors
+(the node the election would pick for an address without its owner). A peer is live while its
+Lease is valid (or it is heard now) and this node has not seen it die, leave or fence itself.
+
+Without the API (the agent's membership mode) this node watches every speaker it last knew, a
+peer is live while it is heard, and once its own Lease is not renewed this node keeps announcing
+only as ``quorum.decide`` allows: while it hears a majority of those speakers and none of them
+still reaches the API. A speaker that may not hold announces nothing (self-fencing): the others
+take over - at once if they hear its "fenced" beat, or when its Lease runs out, or (without the
+API) when they stop hearing it, which is later than it stops hearing them.
 
 Handover: a speaker that loses an address keeps answering until the new owner's heartbeat
 claims it (or the handover timeout passes); on SIGTERM it tells its peers it is leaving, waits
@@ -28,7 +33,7 @@ from lightkube import ApiError, AsyncClient
 from onprem_lb import hostport, metrics
 from onprem_lb.k8s import TRANSIENT, EventRecorder, Informer, ServiceL2Status
 from onprem_lb.speaker import statuses
-from onprem_lb.speaker.layer2 import election, handover
+from onprem_lb.speaker.layer2 import election, handover, quorum
 from onprem_lb.speaker.layer2.announcer import Announcer
 from onprem_lb.speaker.layer2.members import Members
 from onprem_lb.speaker.statuses import NODE_LABEL, SVC_NAME_LABEL, SVC_NS_LABEL
@@ -73,7 +78,12 @@ class Layer2:
         self.statuses = Informer(
             client, ServiceL2Status, statuses.convert, self._touch, namespace=namespace, name="servicel2statuses"
         )
-        self.may_announce = False  # from the last view: this speaker's Lease is renewed
+        self.may_announce = False  # from the last view: its Lease is renewed, or it holds by membership
+        self.api_recent = True  # from the last view: its last renewal is recent
+        self.membership = False  # from the last view: who is heard decides who is live
+        self.lease_ok = True
+        self.known: frozenset[str] | None = None  # the speakers last seen with a valid Lease, itself included
+        self._prepared = False
         self.leaving = False
         self.leased: frozenset[str] = frozenset()
         self.current: dict[str, election.Announcement] = {}  # our announcements (address -> decision)
@@ -91,6 +101,9 @@ class Layer2:
         self._transport: asyncio.BaseTransport | None = None
         members.owned = lambda: self.current
         members.fenced = lambda: not self.may_announce
+        # told in beats: "my Leases decide who is live" - a node whose Lease lapsed then yields to
+        # this one; a node just back from an outage (membership mode) still counts who it hears
+        members.api = lambda: self.lease_ok and not self.membership
         members.handing_to = lambda: {self.winners[ip].node for ip in self.releasing if ip in self.winners}
 
     # -- the protocol interface ------------------------------------------------------------------
@@ -113,6 +126,7 @@ class Layer2:
         self._follow(view)
         self.members.hello()
         await asyncio.sleep(self.members.dead_after)
+        self._prepared = True
         log.info("layer 2 ready: %d live speakers (%s)", len(self.live()), ", ".join(sorted(self.live())))
 
     async def run(self, view: Callable[[], View]) -> None:
@@ -132,6 +146,7 @@ class Layer2:
             peer = self.members.last_claim(ip)
             return None if peer is None else handover.Claim(peer.node, peer.last_seen)
 
+        quiet = view.quiet_reason or handover.FENCED
         step = handover.plan(
             me=self.node,
             winners=self.winners,
@@ -149,6 +164,10 @@ class Layer2:
             alive=self.members.alive,
             claimed_by=self.members.claimed_by,
         )
+        if not view.may_announce:  # fenced, or without a quorum: say which
+            step.states.update({ip: quiet for ip, st in step.states.items() if st == handover.FENCED})
+        elif not view.lease_ok:  # announced by membership, not by Lease
+            step.states.update({ip: handover.HOLDING for ip, st in step.states.items() if st == handover.ANNOUNCING})
         handing_over = step.releasing.keys() - self.releasing.keys()
         self.releasing = step.releasing
         for ip in step.probe:
@@ -181,7 +200,8 @@ class Layer2:
         self.announcer.set_owned({})
         self.current = {}
         metrics.owned_addresses.set(0)
-        await self._delete_own_statuses()
+        with contextlib.suppress(asyncio.TimeoutError):  # the API may be gone: they are stale, not wrong
+            await asyncio.wait_for(self._delete_own_statuses(), self.handover_timeout)
 
     def close(self) -> None:
         for task in self._tasks:
@@ -196,7 +216,13 @@ class Layer2:
         """Take the Leases' news: who holds a valid Lease, where their heartbeats go."""
         was_allowed = self.may_announce
         self.may_announce = view.may_announce
+        self.lease_ok = view.lease_ok
+        self.api_recent = view.api_recent
+        self.membership = view.membership
+        self.members.counting = view.membership
         self.leased = view.leased
+        if not view.membership and view.lease_ok:  # the API answers and is caught up: who it knows
+            self.known = frozenset(view.leased | {self.node})
         addresses: dict[str, tuple[str, int]] = {}
         for node, published in view.lease_annotations.items():
             try:
@@ -207,8 +233,21 @@ class Layer2:
         if view.may_announce and not was_allowed:
             self.members.beat_now()
 
+    def hold(self) -> quorum.Hold:
+        """Whether this node, its Lease not renewed, may keep announcing (quorum.decide)."""
+        if not self._prepared or self.leaving:
+            return quorum.decide(self.node, None, (), ())
+        known = self.known or frozenset({self.node})
+        heard = self.members.quorum_heard() & known
+        return quorum.decide(self.node, known, heard, self.members.on_api(heard))
+
     def live(self) -> set[str]:
-        out = {n for n in self.members.alive_peers() if n in self.leased}
+        heard = self.members.heard_now()
+        if self.membership:  # the Leases are stale: who is heard, of the speakers known
+            known = (self.known or frozenset()) | self.leased
+            out = {n for n in self.members.alive_peers() if n in heard and n in known}
+        else:
+            out = {n for n in self.members.alive_peers() if n in self.leased or n in heard}
         if self.may_announce and not self.leaving:
             out.add(self.node)
         return out
@@ -234,6 +273,8 @@ class Layer2:
             watch: set[str] = set(live)
         else:  # the owners whose addresses this node would take: the only deaths that change its decision
             watch = {winners[ip].node for ip, successor in successors.items() if successor == self.node}
+        if self.membership:  # without the API, every speaker known is watched: quorum and liveness
+            watch |= (self.known or frozenset()) | self.leased
         self.members.set_watch(watch)
         metrics.watched_speakers.set(len(self.members.watching))
         return winners
@@ -371,7 +412,9 @@ class Layer2:
             await self._status_dirty.wait()
             self._status_dirty.clear()
             await asyncio.sleep(0.2)  # coalesce bursts
-            if not self.may_announce:
+            if not self.lease_ok or not self.api_recent:  # no API to write to: written when it answers
+                self._status_dirty.set()
+                await asyncio.sleep(1.0)
                 continue
             try:
                 await self._write_statuses()
