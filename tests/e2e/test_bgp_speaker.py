@@ -277,3 +277,21 @@ def test_a_restarting_bgpd_keeps_its_routes_at_the_router(lab: BgpLab, ns: str) 
     lab.wait_next_hops(f"{ip}/128", set(NODES))
     assert "FRR lost the configuration" in lab.l2.speakers["n1"].log()
     lab.wait_established(timeout=60)  # the IPv4 session (BFD, no graceful restart) is back too
+
+
+def test_routes_and_sessions_survive_an_api_outage(lab: BgpLab, ns: str) -> None:
+    """kube-apiserver stopped past every renew deadline and Lease: every node holds by
+    membership, so the router keeps every next hop, and no session resets, then or on return."""
+    lab.l2.apply(service_manifest(ns, "through", nodes=("n1", "n2", "n3")))
+    (ip,) = lab.l2.service_ips(ns, "through")
+    lab.wait_next_hops(f"{ip}/32", set(NODES))
+    before = lab.wait_established()
+    with lab.l2.api_down():
+        deadline = time.monotonic() + 10.0 + 3.0  # the speakers' Lease duration, and more
+        while time.monotonic() < deadline:
+            assert lab.next_hops(f"{ip}/32") == {node_v4(n) for n in NODES}, lab.speaker_logs()
+            time.sleep(0.5)
+        for node, spk in lab.l2.speakers.items():
+            assert "holding by membership" in spk.log(), f"{node}:\n{lab.speaker_logs()}"
+    assert lab.next_hops(f"{ip}/32") == {node_v4(n) for n in NODES}
+    assert resets(before, lab.wait_established()) == []

@@ -15,6 +15,7 @@ and fencing) and tests/unit/speaker/layer2/test_members.py (the heartbeat wire).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
@@ -28,7 +29,7 @@ from onprem_lb import hostport, metrics
 from onprem_lb.config import build_config
 from onprem_lb.k8s import EventRecorder, ServiceL2Status
 from onprem_lb.speaker import statuses
-from onprem_lb.speaker.layer2 import election, handover, members
+from onprem_lb.speaker.layer2 import election, handover, members, quorum
 from onprem_lb.speaker.layer2.protocol import (
     HEARTBEAT_ANNOTATION,
     Layer2,
@@ -229,6 +230,99 @@ def test_a_peer_that_says_it_leaves_or_is_fenced_is_not_live(news: dict[str, obj
     assert n1.live() == {"n1", "n2"}
     beat(n1, "n2", seq=2, **news)
     assert n1.live() == {"n1"}  # before its Lease runs out
+
+
+# -- without the API (membership mode, quorum) ------------------------------------------------------
+
+
+PUBLISHED = {n: {HEARTBEAT_ANNOTATION: f"192.0.2.{i}:7946"} for i, n in enumerate(["n2", "n3"], 2)}
+
+
+def outage_view(**kw: Any) -> View:
+    """The view while the API does not answer: renewals failing, Leases stale."""
+    base: dict[str, Any] = {"leased": frozenset(), "lease_annotations": PUBLISHED}
+    view = make_view(**{**base, **kw})
+    return dataclasses.replace(view, membership=True, api_recent=False, lease_ok=False)
+
+
+def known_to(n1: Layer2) -> None:
+    """n1 saw n2 and n3 with valid Leases while the API answered, and is ready."""
+    n1._follow(make_view(leased=frozenset({"n2", "n3"}), lease_annotations=PUBLISHED))
+    n1._prepared = True
+    assert n1.known == {"n1", "n2", "n3"}
+
+
+def test_without_the_api_who_is_heard_is_live_and_the_known_set_stays() -> None:
+    n1 = layer2()
+    known_to(n1)
+    n1._follow(outage_view())
+    assert n1.known == {"n1", "n2", "n3"}  # frozen: the Leases are stale now
+    assert n1.live() == {"n1"}  # n1 may announce (view), but hears nobody yet
+    beat(n1, "n2", api=False)
+    assert n1.live() == {"n1", "n2"}  # heard, though its Lease looks expired
+    assert n1.hold().holds and n1.hold().heard == 2  # 2 of 3
+    beat(n1, "n3", api=False)
+    assert n1.live() == {"n1", "n2", "n3"}
+
+
+def test_without_the_api_a_node_hearing_no_majority_does_not_hold() -> None:
+    n1 = layer2()
+    known_to(n1)
+    n1._follow(outage_view())
+    hold = n1.hold()
+    assert not hold.holds and hold.reason == quorum.NO_QUORUM and hold.describe().startswith("hearing 1 of 3")
+
+
+def test_a_node_that_hears_a_peer_on_the_api_yields_to_it() -> None:
+    n1 = layer2()
+    known_to(n1)
+    n1._follow(outage_view())
+    beat(n1, "n2", api=True)  # n2 renews and goes by Leases: only n1 is cut off from the API
+    beat(n1, "n3", api=False)
+    hold = n1.hold()
+    assert not hold.holds and hold.reason == quorum.API_ELSEWHERE
+
+
+def test_a_speaker_not_yet_ready_or_leaving_never_holds() -> None:
+    n1 = layer2()
+    n1._follow(make_view(leased=frozenset({"n2", "n3"}), lease_annotations=PUBLISHED))
+    assert n1.hold().reason == quorum.NOT_READY  # not prepared: it heard nobody before deciding
+    n1._prepared = True
+    n1.leaving = True
+    assert not n1.hold().holds
+
+
+def test_beats_say_whether_this_node_goes_by_leases() -> None:
+    n1 = layer2()
+    n1._follow(make_view())
+    assert n1.members.api() is True
+    n1._follow(dataclasses.replace(make_view(), membership=True))  # back, but the Leases not caught up
+    assert n1.members.api() is False
+    n1._follow(outage_view())
+    assert n1.members.api() is False
+
+
+def test_membership_mode_watches_every_known_speaker() -> None:
+    n1 = layer2()
+    known_to(n1)
+    n1._follow(outage_view())
+    n1._decide(outage_view())
+    assert set(n1.members.watching) == {"n2", "n3"}
+
+
+def test_announced_addresses_say_they_are_held_by_membership() -> None:
+    n1 = layer2(probe=False)
+    known_to(n1)
+    svc = ServiceState("default/web", ("192.0.2.5",))
+    n1.apply(make_view(services=(svc,), nodes=("n1",)))
+    assert n1.states["192.0.2.5"] == handover.ANNOUNCING
+    n1.apply(dataclasses.replace(outage_view(services=(svc,), nodes=("n1",)), may_announce=True))
+    assert n1.states["192.0.2.5"] == handover.HOLDING and "192.0.2.5" in n1.current
+    quiet = dataclasses.replace(
+        outage_view(services=(svc,), nodes=("n1",)), may_announce=False, quiet_reason="noQuorum"
+    )
+    n1.apply(quiet)
+    assert n1.states["192.0.2.5"] == "noQuorum" and not n1.current
 
 
 # -- _report_states ------------------------------------------------------------------------------
