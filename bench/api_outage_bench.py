@@ -14,7 +14,7 @@ the speakers hold by membership (src/onprem_lb/speaker/layer2/quorum.py).
    the controller handling a Service created then (no address moved: checked per address).
 
 Results: bench/results/api-outage.json. Run as root:
-.venv/bin/python bench/api_outage_bench.py [--outage 60] [--kill-runs 5]
+.venv/bin/python bench/api_outage_bench.py [--outage 60 --outage 600] [--kill-runs 5]
 """
 
 from __future__ import annotations
@@ -166,7 +166,9 @@ def outage(api: client.ApiClient, seconds: float, kill_at: float | None = None) 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--outage", type=float, default=60.0, help="seconds the API server is stopped")
+    parser.add_argument(
+        "--outage", type=float, action="append", help="seconds the API server is stopped (repeatable; default 60)"
+    )
     parser.add_argument("--kill-runs", type=int, default=5, help="outages with the owner killed 30 s in")
     parser.add_argument("--no-plain", action="store_true", help="skip the outage without a kill")
     args = parser.parse_args()
@@ -183,9 +185,9 @@ def main() -> int:
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     record["outages"] = previous.get("outages", {})
     try:
-        if not args.no_plain:
-            run = outage(api, args.outage)
-            record["outages"][f"{args.outage:g}s"] = run
+        for seconds in [] if args.no_plain else args.outage or [60.0]:
+            run = outage(api, seconds)
+            record["outages"][f"{seconds:g}s"] = run
             print(json.dumps(run, indent=1), flush=True)
         kills = []
         for i in range(args.kill_runs):

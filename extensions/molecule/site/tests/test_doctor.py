@@ -17,6 +17,7 @@ REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[
 DOCTOR = str(REPO / "playbooks" / "doctor.yml")
 INVENTORY = str(REPO / "inventories" / "lab")
 NODES = ["onprem-lab-n1", "onprem-lab-n2", "onprem-lab-n3"]
+API_ADDRESS = "203.0.113.161"  # the lab's control plane, on the podman network's gateway
 RECOVERY_TIMEOUT = 90  # seconds for a restarted speaker to renew its Lease and doctor to pass
 
 
@@ -71,6 +72,32 @@ def test_doctor_names_a_stopped_speaker(playbook: Callable[..., Any]) -> None:
             break
         time.sleep(2)
     assert run.rc == 0, "doctor passes again once the speaker runs: " + run.report
+
+
+def test_doctor_names_speakers_that_hold_by_membership(playbook: Callable[..., Any]) -> None:
+    """Every node cut off from the API server (the doctor, on this machine, still reaches it): the
+    speakers hold their addresses by membership past their renew deadline, and doctor says so."""
+    cut = ["iptables", "-I", "OUTPUT", "-d", API_ADDRESS, "-p", "tcp", "-j", "DROP"]
+    for node in NODES:
+        on(node, *cut)
+    try:
+        time.sleep(9.0)  # past the renew deadline (6 s) and a renewal attempt's time-out
+        run = doctor(playbook)
+        assert run.rc != 0, run.report
+        found = problems(run)
+        for node in NODES:
+            assert any(p.startswith(f"{node}: ") and "holds its addresses by membership" in p for p in found), found
+        assert not any("so it announces nothing" in p for p in found), found
+    finally:
+        for node in NODES:
+            on(node, "iptables", "-D", *cut[2:])
+    deadline = time.monotonic() + RECOVERY_TIMEOUT
+    while True:  # bounded: the speakers renew within a renew period of the API's return
+        run = doctor(playbook)
+        if run.rc == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert run.rc == 0, "doctor passes again once the speakers reach the API: " + run.report
 
 
 def test_doctor_names_a_node_that_answers_arp_for_others(playbook: Callable[..., Any]) -> None:
