@@ -249,14 +249,14 @@ def known_to(n1: Layer2) -> None:
     """n1 saw n2 and n3 with valid Leases while the API answered, and is ready."""
     n1._follow(make_view(leased=frozenset({"n2", "n3"}), lease_annotations=PUBLISHED))
     n1._prepared = True
-    assert n1.known == {"n1", "n2", "n3"}
+    assert n1.known == frozenset({"n1", "n2", "n3"})
 
 
 def test_without_the_api_who_is_heard_is_live_and_the_known_set_stays() -> None:
     n1 = layer2()
     known_to(n1)
     n1._follow(outage_view())
-    assert n1.known == {"n1", "n2", "n3"}  # frozen: the Leases are stale now
+    assert n1.known == frozenset({"n1", "n2", "n3"})  # frozen: the Leases are stale now
     assert n1.live() == {"n1"}  # n1 may announce (view), but hears nobody yet
     beat(n1, "n2", api=False)
     assert n1.live() == {"n1", "n2"}  # heard, though its Lease looks expired
