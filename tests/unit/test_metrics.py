@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, generate_latest, start_http_ser
 from prometheus_client.metrics import MetricWrapperBase
 
 from onprem_lb import metrics
-from onprem_lb.speaker.layer2 import election, handover
+from onprem_lb.speaker.layer2 import election, handover, quorum
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -121,7 +121,7 @@ def test_each_documented_address_state_is_one_the_speaker_reports() -> None:
     documented = set(re.findall(r"`([a-z][A-Za-z]+)`", listed))
     assert len(documented) >= 10, listed
     known = {
-        v for module in (election, handover) for k, v in vars(module).items() if k.isupper() and isinstance(v, str)
+        v for module in (election, handover, quorum) for k, v in vars(module).items() if k.isupper() and isinstance(v, str)
     }
     assert documented <= known, documented - known
 
