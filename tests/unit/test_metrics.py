@@ -120,9 +120,8 @@ def test_each_documented_address_state_is_one_the_speaker_reports() -> None:
     listed = README[README.index("`onprem_lb_speaker_addresses{state}`") :].split("\n\n", 1)[0]
     documented = set(re.findall(r"`([a-z][A-Za-z]+)`", listed))
     assert len(documented) >= 10, listed
-    known = {
-        v for module in (election, handover, quorum) for k, v in vars(module).items() if k.isupper() and isinstance(v, str)
-    }
+    modules = (election, handover, quorum)
+    known = {v for module in modules for k, v in vars(module).items() if k.isupper() and isinstance(v, str)}
     assert documented <= known, documented - known
 
 
