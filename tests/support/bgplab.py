@@ -328,9 +328,9 @@ class BgpLab:
 
     def start_data_path(self) -> None:
         """On every node, the real kube-proxy (iptables mode) and a backend "Pod" at the node's
-        endpoint address (l2lab.pod_address) that answers "<node> <client address>". Traffic
-        from the far client then takes the router's routes to a node, kube-proxy's DNAT to a
-        backend, and back."""
+        endpoint address (l2lab.pod_address) that answers "<node> <client address>", with routes
+        to the other nodes' endpoints. Traffic from the far client then takes the router's routes
+        to a node, kube-proxy's DNAT to a backend (ETP Cluster: on any node), and back."""
         if self.data_path:
             return
         config = self.workdir / "kube-proxy.yaml"
@@ -338,6 +338,9 @@ class BgpLab:
         for node in NODES:
             address = pod_address(node)
             in_ns(f"olb-{node}", "ip", "addr", "replace", f"{address}/32", "dev", "lo")
+            for other in NODES:  # the other nodes' endpoints over segment B, as a CNI would route them
+                if other != node:
+                    in_ns(f"olb-{node}", "ip", "route", "replace", f"{pod_address(other)}/32", "via", node_v4(other))
             kube_proxy = str(controlplane_bin_dir() / "kube-proxy")
             self._run_in(node, "kube-proxy", kube_proxy, f"--config={config}", f"--hostname-override={node}")
             self._run_in(node, "backend", "python3", "-c", BACKEND, address, "80", node)
