@@ -63,6 +63,20 @@ def test_doctor_passes_on_the_converged_lab_and_changes_nothing(playbook: Callab
         assert problems(run) == []
 
 
+def test_plain_ansible_playbook_from_the_checkout_reaches_the_lab() -> None:
+    """What a user types after `make lab`, with no ANSIBLE_* variable set (molecule sets several,
+    ANSIBLE_CONFIG among them): the checkout's ansible.cfg finds the collection and the lab's
+    connection plugin, the inventory turns pipelining on, and doctor --check passes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))}
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", "inventories/lab", "playbooks/doctor.yml", "--check"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "was not found" not in out and "changed=0" in out, out[-4000:]
+
+
 def test_doctor_names_a_stopped_speaker(playbook: Callable[..., Any]) -> None:
     on("onprem-lab-n3", "systemctl", "stop", "onprem-lb-speaker")
     try:
@@ -73,6 +87,7 @@ def test_doctor_names_a_stopped_speaker(playbook: Callable[..., Any]) -> None:
         assert any("speaker (onprem-lb-speaker.service) is not active" in p for p in found), found
         message = " ".join(run.failed_messages())
         assert "onprem-lab-n3" in message and "speaker" in message, run.report
+        assert "`onprem-lb status --kubeconfig FILE`" in message, message  # where to look next
     finally:
         on("onprem-lab-n3", "systemctl", "start", "onprem-lb-speaker")
         recovered = passes_within(playbook, RECOVERY_TIMEOUT)  # it renews its Lease within seconds
