@@ -1,4 +1,4 @@
-"""The `onprem-lb` command: controller, speaker, convert-configmap, version."""
+"""The `onprem-lb` command: controller, speaker, status, convert-configmap, version."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from lightkube import ApiError
 
-from onprem_lb import __version__, file_input, hostport, k8s, k8s_names, legacy, metrics
+from onprem_lb import __version__, file_input, hostport, k8s, k8s_names, legacy, metrics, status_report
 from onprem_lb.controller.loop import COMPONENT, run_controller
 from onprem_lb.k8s.leader import LeaderElector
 from onprem_lb.speaker import agent as speaker
@@ -226,6 +227,14 @@ def _parser() -> argparse.ArgumentParser:
     spk.add_argument("--garp-interval", type=seconds, default=0.2, help="seconds between those rounds (default 0.2)")
     _daemon_args(spk, metrics_port=7473)
 
+    st = sub.add_parser(
+        "status", help="every Service address: pool, who announces it, the state and reason on every node"
+    )
+    _cluster_args(st, namespace_help="namespace of the speakers' Leases and status objects (default metallb-system)")
+    st.add_argument("--lb-class", type=printable, default="", help="spec.loadBalancerClass served (default: none)")
+    st.add_argument("--output", choices=["text", "json"], default="text", help="text (default) or json")
+    st.add_argument("--timeout", type=seconds, default=20.0, help="give up on the API after this long (default 20 s)")
+
     conv = sub.add_parser("convert-configmap", help="print metallb.io objects for a legacy MetalLB ConfigMap")
     conv.add_argument("file", type=file_path, help="the ConfigMap manifest (or its bare `config` value); - for stdin")
     conv.add_argument("--namespace", default="metallb-system", help="namespace of the objects written")
@@ -395,6 +404,29 @@ def _read_secret(path: str) -> bytes:
     return secret
 
 
+async def _status(args: argparse.Namespace) -> int:
+    try:
+        client = k8s.make_client(k8s.load_config(args.kubeconfig, args.context), "onprem-lb-status")
+    except k8s.KubeAccessError as exc:
+        print(f"onprem-lb status: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = await asyncio.wait_for(status_report.collect(client, args.namespace, args.lb_class), args.timeout)
+    except asyncio.TimeoutError:
+        print(f"onprem-lb status: the API server did not answer within {args.timeout:g} s", file=sys.stderr)
+        return 2
+    except (ApiError, *k8s.TRANSIENT) as exc:
+        print(f"onprem-lb status: cannot read the API: {k8s.explain(exc, args.namespace)}", file=sys.stderr)
+        return 2
+    finally:
+        await k8s.close_client(client)
+    if args.output == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        sys.stdout.write(status_report.render(report))
+    return 0
+
+
 def _check_timings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Options that are each valid but wrong together: one line, as argparse says the others."""
     pairs = [("renew_deadline", "lease_duration")]
@@ -418,6 +450,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "convert-configmap":
         return _convert(args)
+    if args.command == "status":
+        try:
+            return asyncio.run(_status(args))
+        except KeyboardInterrupt:
+            return 130
     _check_timings(parser, args)
     _setup_logging(args.log_level)
     try:

@@ -3,6 +3,7 @@ the file or flag and what to change - never a traceback - in the engine and in t
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 from pathlib import Path
@@ -159,11 +160,13 @@ def test_any_shape_gives_a_message_or_loads_in_both_libraries(data: Any, context
 
 OPTIONS = {
     "controller": ["--context", "--namespace", "--lb-class", "--identity", "--lease-name", "--lease-duration",
-                   "--renew-deadline", "--retry-period", "--max-writes", "--metrics-address"],
+                   "--renew-deadline", "--retry-period", "--max-writes", "--metrics-address", "--log-level"],
     "speaker": ["--context", "--namespace", "--node-name", "--heartbeat-address", "--heartbeat-interval",
                 "--dead-after", "--heartbeat-max-skew", "--secret-file",
                 "--lb-class", "--lease-duration", "--renew-deadline", "--renew-period",
-                "--handover-timeout", "--garp-count", "--garp-interval", "--metrics-address"],
+                "--handover-timeout", "--garp-count", "--garp-interval", "--metrics-address", "--log-level",
+                "--frr-pathspace", "--frr-confdir"],
+    "status": ["--context", "--namespace", "--lb-class", "--output", "--timeout"],
     "convert-configmap": ["--namespace"],
 }  # fmt: skip
 
@@ -224,3 +227,15 @@ def test_no_option_value_gives_a_traceback(command: str, data: st.DataObject, va
 def test_option_messages(argv: list[str], expected: str) -> None:
     code, err = run_main([*argv, "--kubeconfig", "/nonexistent"])
     assert code == 2 and expected in err, err
+
+
+def test_every_option_that_takes_a_value_is_drawn() -> None:
+    """OPTIONS is the parser's own list, so a new option is drawn too: every option of every
+    command that takes a value, less --kubeconfig (always given; its values are drawn in
+    test_bad_input_files.py)."""
+    paths = {"--kubeconfig"}
+    parser = cli._parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, sub in commands.choices.items():
+        taking = {a.option_strings[-1] for a in sub._actions if a.option_strings and a.nargs != 0}
+        assert taking - paths - {"--help"} == set(OPTIONS.get(name, [])), name

@@ -35,7 +35,7 @@ from lightkube.resources.core_v1 import Node, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
-from onprem_lb import k8s, metrics
+from onprem_lb import address_states, k8s, metrics
 from onprem_lb.config import ConfigSnapshot, build_config, slim_object
 from onprem_lb.k8s import (
     TRANSIENT,
@@ -167,7 +167,11 @@ class Speaker:
             "node": spec.get("holderIdentity") or "",
             "renew": str(spec.get("renewTime") or ""),
             "duration": float(spec.get("leaseDurationSeconds") or self.lease_duration),
-            "annotations": dict(meta.get("annotations") or {}),
+            # what the protocols publish for each other (the heartbeat address); not the address
+            # states, which are for `onprem-lb status` and only weigh on the cache
+            "annotations": {
+                k: v for k, v in (meta.get("annotations") or {}).items() if k not in address_states.ANNOTATIONS.values()
+            },
         }
 
     def _config(self) -> ConfigSnapshot:

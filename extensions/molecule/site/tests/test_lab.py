@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,44 +22,19 @@ REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[
 sys.path.insert(0, str(REPO))
 from tests.support.controlplane import wait_for  # noqa: E402
 from tests.support.lab import web_deployment  # noqa: E402
+from tests.support.podman_lab import (  # noqa: E402
+    CLIENT,
+    CLIENT_IP,
+    LAB_DIR,
+    NODES,
+    arp_owner,
+    kubectl,
+    on,
+    sh,
+)
 
-LAB_DIR = Path(os.environ.get("ONPREM_LAB_DIR", REPO / ".cache/molecule-lab/site"))
 LAB = str(REPO / "lab" / "bin" / "lab")
-KUBECONFIG = LAB_DIR / "controlplane" / "admin.kubeconfig"
-NODES = {"onprem-lab-n1": "203.0.113.162", "onprem-lab-n2": "203.0.113.163", "onprem-lab-n3": "203.0.113.164"}
-CLIENT, CLIENT_IP = "onprem-lab-client", "203.0.113.166"
-ENV = dict(os.environ, CONTAINERS_CONF=str(REPO / "lab/nodes/containers.conf"))
 NS = "etp"
-
-
-def sh(*argv: str, timeout: float = 120, check: bool = True, input: str | None = None) -> str:
-    proc = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=timeout, check=False, input=input)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(argv[:6])}: rc={proc.returncode}\n{proc.stdout}{proc.stderr}")
-    return proc.stdout
-
-
-def kubectl(*args: str, input: str | None = None, check: bool = True) -> str:
-    kubectl_bin = Path(sh(str(REPO / "lab/bin/controlplane"), "bin-dir").strip()) / "kubectl"
-    return sh(str(kubectl_bin), f"--kubeconfig={KUBECONFIG}", *args, input=input, check=check)
-
-
-def on(host: str, *cmd: str, check: bool = True) -> str:
-    return sh("podman", "exec", host, *cmd, check=check)
-
-
-def node_of_mac(mac: str) -> str:
-    for node in NODES:
-        if on(node, "cat", "/sys/class/net/eth0/address").strip().lower() == mac:
-            return node
-    raise AssertionError(f"{mac} is no node's")
-
-
-def arp_owner(vip: str) -> str | None:
-    out = on(CLIENT, "arping", "-c", "1", "-w", "2", "-I", "eth0", vip, check=False)
-    macs = {m.lower() for m in re.findall(r"\[([0-9A-Fa-f:]{17})\]", out)}
-    assert len(macs) <= 1, f"{vip} answered by {macs}"
-    return node_of_mac(macs.pop()) if macs else None
 
 
 def http(vip: str) -> str:

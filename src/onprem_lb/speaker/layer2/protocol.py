@@ -30,7 +30,7 @@ from typing import Any
 
 from lightkube import ApiError, AsyncClient
 
-from onprem_lb import hostport, metrics
+from onprem_lb import address_states, hostport, metrics
 from onprem_lb.k8s import TRANSIENT, EventRecorder, Informer, ServiceL2Status
 from onprem_lb.speaker import statuses
 from onprem_lb.speaker.layer2 import election, handover, quorum
@@ -112,7 +112,10 @@ class Layer2:
         return [self.statuses]
 
     def lease_annotations(self) -> Mapping[str, str]:
-        return {HEARTBEAT_ANNOTATION: hostport.join(*self.heartbeat)}
+        return {
+            HEARTBEAT_ANNOTATION: hostport.join(*self.heartbeat),
+            address_states.ANNOTATIONS["layer2"]: address_states.encode(self.states),
+        }
 
     async def start(self, wake: Callable[[], None]) -> None:
         self._wake = wake

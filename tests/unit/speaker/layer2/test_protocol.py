@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from lightkube import ApiError
 
-from onprem_lb import hostport, metrics
+from onprem_lb import address_states, hostport, metrics
 from onprem_lb.config import build_config
 from onprem_lb.k8s import EventRecorder, ServiceL2Status
 from onprem_lb.speaker import statuses
@@ -174,8 +174,11 @@ def test_status_names_do_not_collide_on_look_alike_inputs(a: tuple[str, str], b:
     [(("192.0.2.101", 7946), "192.0.2.101:7946"), (("2001:db8::65", 7946), "[2001:db8::65]:7946")],
 )
 def test_lease_annotations_publish_the_heartbeat_address(heartbeat: tuple[str, int], published: str) -> None:
-    annotations = layer2(heartbeat=heartbeat).lease_annotations()
-    assert annotations == {HEARTBEAT_ANNOTATION: published}
+    proto = layer2(heartbeat=heartbeat)
+    proto.states = {"192.0.2.240": "announcing", "192.0.2.241": "notOwner"}
+    annotations = proto.lease_annotations()
+    states = address_states.ANNOTATIONS["layer2"]
+    assert annotations == {HEARTBEAT_ANNOTATION: published, states: '{"announcing":["192.0.2.240"]}'}
     assert hostport.parse(annotations[HEARTBEAT_ANNOTATION]) == heartbeat
 
 
