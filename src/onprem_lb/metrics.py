@@ -38,6 +38,11 @@ reconcile_seconds = Histogram(
 write_errors = Counter(
     "onprem_lb_controller_api_write_errors_total", "API writes that failed and were retried", registry=REGISTRY
 )
+pending_services = Gauge(
+    "onprem_lb_controller_pending_services",
+    "LoadBalancer Services of ours without an address (their last Event: AllocationFailed)",
+    registry=REGISTRY,
+)
 is_leader = Gauge("onprem_lb_controller_leader", "1 while this controller holds the lease", registry=REGISTRY)
 config_problems = Gauge(
     "onprem_lb_controller_config_problems",

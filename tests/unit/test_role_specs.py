@@ -164,3 +164,11 @@ def test_the_check_finds_disagreements(tmp_path: Path, defaults: str, spec: str 
 def test_a_role_with_only_files_is_not_checked(tmp_path: Path) -> None:
     (tmp_path / "demo" / "files").mkdir(parents=True)
     assert role_spec_problems(tmp_path / "demo") == []
+
+
+def test_preflight_checks_the_variables_of_every_role() -> None:
+    """playbooks/preflight.yml lists the roles whose `<role>_` variables it knows: all of them,
+    so a new role's variables are never refused as unknown (nor a typo in them let through)."""
+    plays = load(ROLES.parent / "playbooks" / "preflight.yml")
+    listed = [v["__onprem_roles"] for play in plays for v in [play.get("vars") or {}] if "__onprem_roles" in v]
+    assert listed and sorted(listed[0]) == sorted(p.name for p in ROLES.iterdir() if (p / "meta").is_dir())

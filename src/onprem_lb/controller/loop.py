@@ -125,6 +125,7 @@ class Controller:
         self.queued: set[str] = set()
         self.retries: dict[str, int] = {}
         self.last_event: dict[str, tuple[str, str]] = {}
+        self.pending: set[str] = set()  # Services told AllocationFailed last (onprem_lb_controller_pending_services)
         self.status_dirty = True
         self._write_failures = RepeatedFailure(log, "writing a Service")
         self._status_failures = RepeatedFailure(log, "writing pool and advertisement status")
@@ -211,8 +212,17 @@ class Controller:
         key = f"{meta['namespace']}/{meta['name']}"
         if self.last_event.get(key) == (reason, message):
             return
+        self._set_pending(key, reason == "AllocationFailed")
         self.last_event[key] = (reason, message)
         self.events.record(meta, kind, reason, message)
+
+    def _set_pending(self, key: str, pending: bool) -> None:
+        """Count the Services whose last word from us is that they get no address."""
+        if pending:
+            self.pending.add(key)
+        else:
+            self.pending.discard(key)
+        metrics.pending_services.set(len(self.pending))
 
     # -- start-up --------------------------------------------------------------------------------
 
@@ -386,6 +396,7 @@ class Controller:
         svc = self.services.items.get(key)
         if svc is None:
             self.last_event.pop(key, None)
+            self._set_pending(key, False)
             if self.allocator.release(key) is not None:
                 metrics.releases.inc()
                 self.status_dirty = True
@@ -435,6 +446,7 @@ class Controller:
         self._event(svc, "Warning", "AllocationFailed", message)
 
     async def _not_ours(self, key: str, svc: Mapping[str, Any]) -> None:
+        self._set_pending(key, False)
         released = self.allocator.release(key)
         if released is None:
             return
