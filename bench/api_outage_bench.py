@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -44,6 +43,7 @@ from labkit import (
     longest_silence,
     node_macs,
     on,
+    outage_record,
     percentile,
     sh,
     wait_for,
@@ -174,14 +174,7 @@ def main() -> int:
     args = parser.parse_args()
     api = lab_up()
     set_up(api)
-    record: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "request_interval_s": 0.01,
-        "request_timeout_s": 1.0,
-        "targets": {"failed_requests": 0, "silence_after_kill_p95_s": 0.5},
-    }
+    record = outage_record(targets={"failed_requests": 0, "silence_after_kill_p95_s": 0.5})
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     record["outages"] = previous.get("outages", {})
     try:

@@ -27,7 +27,6 @@ import datetime as dt
 import functools
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from labkit import Request, failure_runs, longest_silence, percentile  # noqa: E402
+from labkit import Request, failure_runs, longest_silence, outage_record, percentile  # noqa: E402
 
 from tests.support.bgplab import FAR, BgpLab, resets  # noqa: E402
 from tests.support.controlplane import wait_for  # noqa: E402
@@ -164,15 +163,8 @@ def main() -> int:
     parser.add_argument("--kill-runs", type=int, default=5, help="outages with n1 killed 30 s in")
     parser.add_argument("--no-plain", action="store_true", help="skip the outages without a kill")
     args = parser.parse_args()
-    record: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "request_interval_s": 0.01,
-        "request_timeout_s": 1.0,
-        "bfd": "300 ms x 3",
-        "targets": {"failed_requests": 0, "silence_after_kill_p95_s": 0.5, "sessions_reset": 0},
-    }
+    targets = {"failed_requests": 0, "silence_after_kill_p95_s": 0.5, "sessions_reset": 0}
+    record = outage_record(bfd="300 ms x 3", targets=targets)
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     record["outages"] = previous.get("outages", {})
     with tempfile.TemporaryDirectory(prefix="bgp-outage-") as tmp:

@@ -10,11 +10,13 @@ import itertools
 import json
 import math
 import os
+import platform
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kubernetes import client, config
 
@@ -171,3 +173,15 @@ def fresh_namespace(api: client.ApiClient, name: str) -> None:
         core.delete_namespace(name)
         wait_for(f"namespace {name} from an earlier run is gone", gone, timeout=120)
     core.create_namespace({"metadata": {"name": name}})
+
+
+def outage_record(**extra: Any) -> dict[str, Any]:
+    """The head of an API-outage bench's results: when, on what, how the clients asked, targets."""
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "request_interval_s": 0.01,
+        "request_timeout_s": 1.0,
+        **extra,
+    }
