@@ -242,8 +242,9 @@ def test_chaos_api_stops_kills_link_cuts_and_partitions(lab: L2Lab, ns: str) -> 
                     lab.cut_heartbeats(cut)
                     history.append(f"cut {cut}")
             time.sleep(rng.uniform(3.0, 6.0))  # settle: a Lease (4 s) runs out, a restart syncs
-            if api_down_since is None:
-                synced |= {n for n in NODES if n in lab.speakers and "speaker ready" in lab.speakers[n].log()}
+            if api_down_since is None:  # a speaker killed earlier still has "speaker ready" in its log
+                synced |= {n for n in NODES if n in lab.speakers and lab.speakers[n].alive()
+                           and "speaker ready" in lab.speakers[n].log()}  # fmt: skip
             group = {n for n in synced if lab.speakers.get(n) and lab.speakers[n].alive()}
             group -= {cut, links_down}
             if len(group) >= 2:  # a majority of the three, hearing each other
