@@ -26,7 +26,12 @@ from prometheus_client.metrics import MetricWrapperBase
 from onprem_lb import metrics
 from onprem_lb.speaker.layer2 import election, handover, quorum
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+# README.md and the guides under docs/guides/, where the metrics are documented
+DOCS = [
+    Path(__file__).resolve().parents[2] / "README.md",
+    *sorted((Path(__file__).resolve().parents[2] / "docs" / "guides").glob("*.md")),
+]
+README = "\n\n".join(path.read_text() for path in DOCS)
 
 
 def exported(registry: CollectorRegistry) -> dict[str, str]:
