@@ -63,6 +63,21 @@ def encode(states: Mapping[str, str]) -> str:
     return json.dumps(out, separators=(",", ":"))
 
 
+class Publisher:
+    """What a protocol puts on its Lease at each renewal (every renew period, on the renewal's
+    path): encoded again only when the protocol has replaced its states since the last time."""
+
+    def __init__(self, protocol: str) -> None:
+        self.annotation = ANNOTATIONS[protocol]
+        self._of: Mapping[str, str] | None = None
+        self._text = encode({})
+
+    def annotations(self, states: Mapping[str, str]) -> dict[str, str]:
+        if states is not self._of:  # the protocols replace their dict on every change, never edit it
+            self._of, self._text = states, encode(states)
+        return {self.annotation: self._text}
+
+
 def decode(text: str | None) -> tuple[dict[str, str], int] | None:
     """(address -> state, addresses left out) from an annotation's value; None when there is
     none or it cannot be read (a speaker of another version, a hand-edited Lease)."""

@@ -8,7 +8,6 @@ import json
 import re
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,11 +15,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from onprem_lb import metrics
+from tests.support.monitoring import DASHBOARD, FILES, RULE_TESTS, RULES, dashboard_exprs, metric_names, rule_exprs
 
-MONITORING = Path(__file__).resolve().parents[2] / "roles" / "lb_monitoring" / "files"
-RULES = MONITORING / "onprem-lb-alerts.yml"
-RULE_TESTS = MONITORING / "onprem-lb-alerts.test.yml"
-DASHBOARD = MONITORING / "onprem-lb-dashboard.json"
 SAMPLE_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 PROMETHEUS_LABELS = {"instance", "job", "le"}  # added by the scrape, or the histogram's own
 
@@ -42,23 +38,13 @@ EXPORTED = exported(metrics.REGISTRY) | exported(metrics.SPEAKER)
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("promtool")
     assert binary, "promtool is missing: `make host-deps` installs Debian's prometheus package"
-    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=120, check=False, cwd=MONITORING)
-
-
-def rule_exprs() -> dict[str, str]:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
-    return {rule["alert"]: rule["expr"] for group in groups for rule in group["rules"]}
-
-
-def dashboard_exprs() -> dict[str, str]:
-    panels = json.loads(DASHBOARD.read_text())["panels"]
-    return {f"{p['title']} {t['refId']}": t["expr"] for p in panels for t in p["targets"]}
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=120, check=False, cwd=FILES)
 
 
 def problems(expr: str) -> list[str]:
     """Metric names the engine does not export, and grouping labels they do not carry."""
     found = []
-    names = set(re.findall(r"\bonprem_lb_[a-z0-9_]+", expr))
+    names = metric_names(expr)
     for name in names - set(EXPORTED):
         found.append(f"{name} is not exported")
     grouped = {label.strip() for group in re.findall(r"\bby \(([^)]*)\)", expr) for label in group.split(",")}

@@ -141,3 +141,12 @@ def test_status_without_a_usable_kubeconfig_says_which_and_exits_2(tmp_path: Any
     assert cli.main(["status", "--kubeconfig", str(missing)]) == 2
     err = capsys.readouterr().err
     assert str(missing) in err and "--kubeconfig" in err and "Traceback" not in err
+
+
+def test_the_lease_carries_the_states_as_last_replaced() -> None:
+    publisher = address_states.Publisher("bgp")
+    states = {"192.0.2.1": "announcing"}
+    first = publisher.annotations(states)
+    assert first == {"onprem-lb.io/bgp-states": '{"announcing":["192.0.2.1"]}'}
+    assert publisher.annotations(states) is not first and publisher.annotations(states) == first
+    assert publisher.annotations({"192.0.2.1": "fenced"}) == {"onprem-lb.io/bgp-states": '{"fenced":["192.0.2.1"]}'}

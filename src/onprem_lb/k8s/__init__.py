@@ -26,6 +26,7 @@ from onprem_lb.k8s.client import (
     load_config,
     make_client,
     to_plain,
+    unanswered,
 )
 from onprem_lb.k8s.events import EventRecorder
 from onprem_lb.k8s.informer import Informer
@@ -51,4 +52,5 @@ __all__ = [
     "load_config",
     "make_client",
     "to_plain",
+    "unanswered",
 ]

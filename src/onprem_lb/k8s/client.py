@@ -34,6 +34,15 @@ ServiceBGPStatus = create_namespaced_resource(GROUP, "v1beta1", "ServiceBGPStatu
 TRANSIENT = (httpx.TransportError, OSError, asyncio.TimeoutError)
 
 
+def unanswered(exc: BaseException) -> bool:
+    """The API server gave no answer about the object: unreachable, timed out, overloaded or
+    failing (429, 5xx). A 403 or 404 is an answer (not allowed, or gone); so is any other 4xx."""
+    if isinstance(exc, ApiError):
+        code = exc.status.code
+        return code is None or code == 429 or code >= 500
+    return True
+
+
 class KubeAccessError(Exception):
     """No usable cluster credentials; the message says where we looked."""
 

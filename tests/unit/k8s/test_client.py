@@ -354,3 +354,12 @@ def test_service_l2_status_has_the_status_subresource_the_speaker_patches() -> N
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == lkr.api_info(k8s.ServiceL2Status).resource.version]
     assert "status" in version.get("subresources", {})
     assert lkr.api_info(k8s.ServiceL2Status.Status).action == "status"
+
+
+@pytest.mark.parametrize(("code", "unanswered"), [(429, True), (500, True), (503, True), (403, False), (404, False),
+                                                  (409, False)])  # fmt: skip
+def test_only_an_answer_about_the_object_counts_as_one(code: int, unanswered: bool) -> None:
+    """What keeps the last known value (a BGPPeer's password) through an outage: no answer, or
+    an overloaded or failing API server; a 4xx is an answer about the object."""
+    assert k8s.unanswered(api_error(code)) is unanswered
+    assert k8s.unanswered(httpx.ConnectTimeout("no route")) and k8s.unanswered(TimeoutError())

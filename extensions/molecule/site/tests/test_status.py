@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[4]))))
+from tests.support.monitoring import FILES, dashboard_exprs, metric_names, rule_exprs
 from tests.support.podman_lab import KUBECONFIG, NODES, REPO, arp_owner, kubectl, sh
 
 ENGINE = REPO / "roles" / "lb_engine" / "files" / "onprem-lb.pyz"  # what the lab's nodes run (make dist)
@@ -97,11 +95,8 @@ def scraped_names(node: str, port: int) -> set[str]:
 def test_the_alert_rules_and_dashboard_read_metrics_the_running_daemons_export() -> None:
     """What a Prometheus scraping the lab would see: the speakers' /metrics on every node and the
     controller's on the control-plane node hold every onprem_lb_* name lb_monitoring's files query."""
-    files = REPO / "roles" / "lb_monitoring" / "files"
-    rules = yaml.safe_load((files / "onprem-lb-alerts.yml").read_text())["groups"]
-    panels = json.loads((files / "onprem-lb-dashboard.json").read_text())["panels"]
-    exprs = [r["expr"] for g in rules for r in g["rules"]] + [t["expr"] for p in panels for t in p["targets"]]
-    wanted = {name for expr in exprs for name in re.findall(r"\bonprem_lb_[a-z0-9_]+", expr)}
+    exprs = [*rule_exprs().values(), *dashboard_exprs().values()]
+    wanted = set().union(*map(metric_names, exprs))
     assert len(wanted) > 15, wanted
     exported = scraped_names("onprem-lab-n1", 7472)
     for node in NODES:
@@ -112,9 +107,8 @@ def test_the_alert_rules_and_dashboard_read_metrics_the_running_daemons_export()
 def test_site_yml_installed_the_dashboard_and_the_rules_as_configmaps() -> None:
     """inventories/lab sets lb_monitoring_install: configmaps: what is in the ConfigMaps is the
     role's files, byte for byte, and the dashboard's carries Grafana's sidecar label."""
-    files = REPO / "roles" / "lb_monitoring" / "files"
     for name, key, label in (("onprem-lb-dashboard", "onprem-lb-dashboard.json", "grafana_dashboard"),
                              ("onprem-lb-alerts", "onprem-lb-alerts.yml", "app.kubernetes.io/part-of")):  # fmt: skip
         cm = json.loads(kubectl("get", "configmap", "-n", "monitoring", name, "-o", "json"))
-        assert cm["data"][key].strip() == (files / key).read_text().strip(), name
+        assert cm["data"][key].strip() == (FILES / key).read_text().strip(), name
         assert label in cm["metadata"]["labels"], cm["metadata"]

@@ -32,7 +32,7 @@ from lightkube import ApiError, AsyncClient
 from lightkube.resources.core_v1 import Secret
 
 from onprem_lb import address_states, metrics
-from onprem_lb.k8s import TRANSIENT, BGPPeer, EventRecorder, Informer, ServiceBGPStatus, explain
+from onprem_lb.k8s import TRANSIENT, BGPPeer, EventRecorder, Informer, ServiceBGPStatus, explain, unanswered
 from onprem_lb.speaker import statuses
 from onprem_lb.speaker.bgp import announce, frr
 from onprem_lb.speaker.bgp.driver import Frr, FrrError, Session
@@ -61,14 +61,6 @@ def _peer_object(plain: dict[str, Any]) -> dict[str, Any]:
         "uid": meta.get("uid"),
         "password": value if isinstance(value, str) and value else None,
     }
-
-
-def _unanswered(exc: BaseException) -> bool:
-    """The API server gave no answer about the object: unreachable, timed out, overloaded or
-    failing (429, 5xx). A 403 or 404 is an answer: the Secret may not be read, or is gone."""
-    if isinstance(exc, ApiError):
-        return exc.status.code is None or exc.status.code == 429 or exc.status.code >= 500
-    return True
 
 
 def _secret_password(plain: dict[str, Any]) -> str | None:
@@ -121,6 +113,7 @@ class Bgp:
         self.applied: str | None = None  # what FRR took last
         self.skipped: Mapping[str, str] = {}
         self.states: dict[str, str] = {}
+        self._published = address_states.Publisher("bgp")  # self.states, on our Lease
         self.sessions: dict[tuple[str, str], Session] = {}
         self.neighbors: dict[tuple[str, str], str] = {}  # (vrf, neighbour) -> BGPPeer name
         self._restore = False  # FRR came back empty: send everything as commands, not a diff
@@ -138,7 +131,7 @@ class Bgp:
         return [self.peer_objects, self.statuses]
 
     def lease_annotations(self) -> Mapping[str, str]:
-        return {address_states.ANNOTATIONS["bgp"]: address_states.encode(self.states)}
+        return self._published.annotations(self.states)
 
     async def start(self, wake: Callable[[], None]) -> None:
         self._wake = wake
@@ -277,7 +270,7 @@ class Bgp:
                 try:
                     secret = await self.client.get(Secret, name, namespace=namespace)
                 except (ApiError, *TRANSIENT) as exc:
-                    if ref in self.secret_values and _unanswered(exc):
+                    if ref in self.secret_values and unanswered(exc):
                         # the API did not answer (an outage): the password last read stays in
                         # force, as the rest of the configuration does; only an answer changes it
                         values[ref] = self.secret_values[ref]

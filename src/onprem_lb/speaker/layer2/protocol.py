@@ -90,6 +90,7 @@ class Layer2:
         self.winners: dict[str, election.Announcement] = {}
         self.not_eligible: dict[str, str] = {}  # address -> why this node may not announce it
         self.states: dict[str, str] = {}  # address -> handover state or reason (reported on change)
+        self._published = address_states.Publisher("layer2")  # self.states, on our Lease
         self._state_counts: dict[str, int] = {}
         self.releasing: dict[str, float] = {}  # address -> monotonic deadline while handing over
         self.blocked: dict[str, float] = {}  # address -> retry time after a conflict
@@ -112,10 +113,7 @@ class Layer2:
         return [self.statuses]
 
     def lease_annotations(self) -> Mapping[str, str]:
-        return {
-            HEARTBEAT_ANNOTATION: hostport.join(*self.heartbeat),
-            address_states.ANNOTATIONS["layer2"]: address_states.encode(self.states),
-        }
+        return {HEARTBEAT_ANNOTATION: hostport.join(*self.heartbeat), **self._published.annotations(self.states)}
 
     async def start(self, wake: Callable[[], None]) -> None:
         self._wake = wake
