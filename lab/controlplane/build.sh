@@ -16,6 +16,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=/dev/null
 . "$here/versions.env"
+# shellcheck source=../lib/progress.sh
+. "$here/../lib/progress.sh"
+PROGRESS_NAME="controlplane build"
 out=${1:?usage: build.sh OUTDIR}
 command -v go >/dev/null || { echo "build.sh: Go is required to build the control plane (https://go.dev/dl/)" >&2; exit 1; }
 
@@ -54,7 +57,7 @@ echo "controlplane build: ${#staging[@]} staging modules"
   echo "	go.etcd.io/etcd/server/v3"
   echo ")"
 } > go.mod
-go mod tidy
+progress_run "resolving the modules (go mod tidy)" go mod tidy
 
 major=${K8S_VERSION#v}; major=${major%%.*}
 minor=${K8S_VERSION#v*.}; minor=${minor%%.*}
@@ -68,13 +71,12 @@ mkdir -p "$out.partial"
 export CGO_ENABLED=0
 for pkg in k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
            k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubectl; do
-  echo "controlplane build: $pkg"
-  go build -trimpath -ldflags "$ldflags" -o "$out.partial/$(basename "$pkg")" "$pkg"
+  progress_run "building $pkg" \
+    go build -trimpath -ldflags "$ldflags" -o "$out.partial/$(basename "$pkg")" "$pkg"
 done
-echo "controlplane build: go.etcd.io/etcd/server/v3"
-go build -trimpath -ldflags "-s -w" -o "$out.partial/etcd" go.etcd.io/etcd/server/v3
-echo "controlplane build: sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-GOBIN="$out.partial" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+progress_run "building go.etcd.io/etcd/server/v3" go build -trimpath -ldflags "-s -w" -o "$out.partial/etcd" go.etcd.io/etcd/server/v3
+progress_run "building sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" \
+  env GOBIN="$out.partial" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 # kwok alone runs no lifecycle until given Stages; kwokctl hands it its defaults. The lab uses
 # the same ones, taken from the module itself: node initialize + heartbeat with lease, pod
 # ready / complete / delete.
@@ -88,4 +90,4 @@ printf 'K8S_VERSION=%s\nETCD_VERSION=%s\nKWOK_VERSION=%s\nGO=%s\n' "$K8S_VERSION
   "$(go env GOVERSION)" > "$out.partial/BUILD-INFO"
 rm -rf "$out"
 mv "$out.partial" "$out"
-echo "controlplane build: done -> $out"
+echo "controlplane build: done in $(progress_elapsed $((SECONDS - progress_started))) -> $out"

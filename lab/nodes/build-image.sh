@@ -45,6 +45,9 @@ cache=$repo/.cache/images
 tarball=$cache/onprem-lab-node-$key.tar
 
 log() { echo "build-image: $*" >&2; }
+# shellcheck source=../lib/progress.sh
+. "$here/../lib/progress.sh"
+PROGRESS_NAME=build-image
 
 if podman image exists "$image"; then
   echo "$image"
@@ -60,8 +63,8 @@ if [ ! -s "$tarball" ]; then
   trap 'rm -rf "$work"' EXIT
   rootfs=$work/rootfs
   start=$(date +%s)
-  log "debootstrap $suite from $mirror (a few minutes; log in $cache/debootstrap.log)"
-  if ! debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" \
+  if ! progress_run "debootstrap $suite from $mirror (a few minutes; log in $cache/debootstrap.log)" \
+      debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" \
       >"$cache/debootstrap.log" 2>&1; then
     tail -n 20 "$cache/debootstrap.log" >&2
     log "debootstrap failed"
@@ -71,9 +74,9 @@ if [ ! -s "$tarball" ]; then
   # stage; apt in the finished rootfs installs it (and the lab's packages) normally.
   printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"
   chmod +x "$rootfs/usr/sbin/policy-rc.d"
-  if ! { chroot "$rootfs" apt-get update -qq &&
-         DEBIAN_FRONTEND=noninteractive chroot "$rootfs" apt-get install -y -qq --no-install-recommends "${lab_packages[@]}"
-       } >>"$cache/debootstrap.log" 2>&1; then
+  if ! progress_run "apt-get install ${lab_packages[*]} in the rootfs" \
+      chroot "$rootfs" sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"' \
+      apt "${lab_packages[@]}" >>"$cache/debootstrap.log" 2>&1; then
     tail -n 20 "$cache/debootstrap.log" >&2
     log "installing ${lab_packages[*]} into the rootfs failed"
     exit 1

@@ -152,8 +152,8 @@ def test_webhook_waits_for_its_certificate_jobs_and_endpoint(playbook: Callable[
     """(The next test's first switch, to nodeport without the webhook, removes all of this.)"""
     run = playbook(INGRESS, {"ingress_nginx_admission_webhook": True}, inventory=INVENTORY)
     assert run.rc == 0, run.report
-    for task in ("Wait until the certificate Jobs are complete (the webhook's Secret and CA exist)",
-                 "Wait until the webhook's Service has a ready endpoint"):  # fmt: skip
+    for task in ("Wait until the certificate Jobs are complete, the webhook's Secret and CA exist (at most 300 s)",
+                 "Wait until the webhook's Service has a ready endpoint (at most 300 s)"):  # fmt: skip
         assert all(not r.get("skipped") for r in run.task_results(task)), task
     jobs = items("jobs")
     assert sorted(jobs) == ["ingress-nginx-admission-create", "ingress-nginx-admission-patch"]
