@@ -67,6 +67,22 @@ def addresses(api: client.ApiClient) -> dict[str, str]:
     return out
 
 
+def backend_nodes(api: client.ApiClient, key: str) -> list[str]:
+    """The nodes of the Service's ready endpoints (its EndpointSlices), before the outage: an
+    address whose only backends are on the killed node cannot answer until the API is back and
+    the endpoints are gone (kube-proxy keeps its rules), whatever announces it."""
+    namespace, name = key.split("/", 1)
+    slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
+        namespace, label_selector=f"kubernetes.io/service-name={name}"
+    )
+    return sorted({
+        str(e.node_name)
+        for s in slices.items
+        for e in (s.endpoints or [])
+        if e.node_name and (e.conditions is None or e.conditions.ready is not False)
+    })  # fmt: skip
+
+
 def stream(url: str, stop_file: str, duration: float) -> subprocess.Popen[str]:
     on(CLIENT, "rm", "-f", stop_file)
     return subprocess.Popen(
@@ -118,6 +134,8 @@ def outage(api: client.ApiClient, seconds: float, kill_at: float | None = None) 
     mine = before["bench-failover/web"]
     macs = node_macs()
     owner = wait_for(f"{mine} announced by a backend", lambda: o if (o := arp_owner(mine, macs)) in BACKENDS else None)
+    backends = {key: backend_nodes(api, key) for key in before}
+    announcers = {key: arp_owner(ip, macs) for key, ip in before.items()}
     probes = {key: (ip, stream(f"http://{ip}/", f"/run/stop-outage-{i}", seconds + 60)) for i, (key, ip) in
               enumerate(sorted(before.items()))}  # fmt: skip
     time.sleep(2.0)
@@ -145,6 +163,8 @@ def outage(api: client.ApiClient, seconds: float, kill_at: float | None = None) 
         during = [r for r in requests if stopped <= r.sent <= returned]
         per_address[key] = {
             "address": ip,
+            "announced_by": announcers[key],
+            "backends_on": backends[key],
             "requests_during_outage": len(during),
             "failed_during_outage": sum(1 for r in during if not r.ok),
             "failure_runs": failure_runs(requests, stopped)[:10],
@@ -194,11 +214,19 @@ def main() -> int:
                     "runs": len(kills),
                     "silence_p50_s": round(statistics.median(silences), 3),
                     "silence_p95_s": round(percentile(silences, 95), 3),
-                    "failed_other_addresses": sum(
+                    # the other addresses, apart by whether a backend died with the killed node
+                    # (kube-proxy keeps sending connections there until the API is back)
+                    "failed_other_addresses_backend_killed": sum(
                         a["failed_during_outage"]
                         for r in kills
                         for k, a in r["addresses"].items()
-                        if k != "bench-failover/web"
+                        if k != "bench-failover/web" and r["killed"] in a["backends_on"]
+                    ),
+                    "failed_other_addresses_backends_alive": sum(
+                        a["failed_during_outage"]
+                        for r in kills
+                        for k, a in r["addresses"].items()
+                        if k != "bench-failover/web" and r["killed"] not in a["backends_on"]
                     ),
                 },
                 "runs": kills,

@@ -30,6 +30,7 @@ MEANINGS = {
     "notOwner": "another node was elected",
     "fenced": "may not announce: its Lease is not renewed (or it has not synced with the API since it started)",
     "noQuorum": "does not announce: the API is unreachable and it hears too few speakers",
+    "regainingQuorum": "hears a majority again without the API: announces once the others heard it (under a second)",
     "probing": "won it, checking that no other host uses the address",
     "addressConflict": "won it, but another host answers for the address (an AddressConflict Event says which)",
     "noMatchingAdvertisement": "no advertisement selects the address's pool",

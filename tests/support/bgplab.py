@@ -262,8 +262,20 @@ class BgpLab:
         except AssertionError:
             raise AssertionError(
                 f"{prefix}: wanted next hops {sorted(want)}, the router has {sorted(seen[0])}\n"
-                f"{self.birdc('show protocols')}\n{self.speaker_logs()}"
+                f"{self.birdc('show protocols')}\n{self.frr_view(prefix)}\n{self.speaker_logs()}"
             ) from None
+
+    def frr_view(self, prefix: str) -> str:
+        """What each node's FRR holds for ``prefix``: its BGP table entry and the running
+        configuration lines naming it (a failed wait says whose FRR lacked or kept the route)."""
+        family = "ipv6" if ":" in prefix else "ipv4"
+        out = []
+        for node in NODES:
+            entry = sh("vtysh", "-N", node, "-c", f"show bgp {family} unicast {prefix}", check=False)
+            config = sh("vtysh", "-N", node, "-c", "show running-config", check=False).stdout
+            naming = [line for line in config.splitlines() if prefix.split("/", maxsplit=1)[0] in line]
+            out.append(f"--- FRR on {node}: {entry.stdout.strip() or entry.stderr.strip()}\n" + "\n".join(naming))
+        return "\n".join(out)
 
     def sessions(self) -> dict[str, Session]:
         """BGP protocol -> (state, since) as BIRD shows them, since in seconds of the epoch."""

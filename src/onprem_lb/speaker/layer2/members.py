@@ -202,14 +202,16 @@ class Members(asyncio.DatagramProtocol):
     def _compute_down(self, now: float) -> frozenset[str]:
         return frozenset(n for n, p in self.peers.items() if n in self.addresses and self._is_down(p, now))
 
-    def heard_within(self, window: float, now: float | None = None) -> frozenset[str]:
+    def heard_within(self, window: float, now: float | None = None, quiet_too: bool = False) -> frozenset[str]:
         """Peers with a heartbeat address heard within ``window`` seconds that did not say they
-        leave or announce nothing."""
+        leave, nor (unless ``quiet_too``) that they announce nothing."""
         now = time.monotonic() if now is None else now
         return frozenset(
             n
             for n, p in self.peers.items()
-            if n in self.addresses and now - p.last_seen < window and not (p.leaving or p.fenced or p.dead)
+            if n in self.addresses
+            and now - p.last_seen < window
+            and not (p.leaving or p.dead or (p.fenced and not quiet_too))
         )
 
     def heard_now(self) -> frozenset[str]:
@@ -217,7 +219,9 @@ class Members(asyncio.DatagramProtocol):
         return self._heard[1]
 
     def quorum_heard(self) -> frozenset[str]:
-        """Peers heard within the quorum window."""
+        """Peers heard within the quorum window, quiet ones too: a peer that announces nothing
+        because it lacks a quorum is still on this side of any split, and counting it is how two
+        quiet speakers that hear each other again regain one (quorum.py)."""
         return self._heard[0]
 
     def on_api(self, nodes: Iterable[str]) -> frozenset[str]:
@@ -225,7 +229,7 @@ class Members(asyncio.DatagramProtocol):
         return frozenset(n for n in nodes if n in self.peers and self.peers[n].api)
 
     def _compute_heard(self, now: float) -> tuple[frozenset[str], frozenset[str]]:
-        return self.heard_within(self.quorum_window, now), self.heard_within(self.dead_after, now)
+        return self.heard_within(self.quorum_window, now, quiet_too=True), self.heard_within(self.dead_after, now)
 
     def alive_peers(self) -> frozenset[str]:
         return frozenset(self.addresses).difference(self._down)

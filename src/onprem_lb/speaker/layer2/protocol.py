@@ -84,6 +84,7 @@ class Layer2:
         self.lease_ok = True
         self.known: frozenset[str] | None = None  # the speakers last seen with a valid Lease, itself included
         self._prepared = False
+        self._regaining_since: float | None = None  # quiet, then a majority again: beating before announcing
         self.leaving = False
         self.leased: frozenset[str] = frozenset()
         self.current: dict[str, election.Announcement] = {}  # our announcements (address -> decision)
@@ -101,7 +102,8 @@ class Layer2:
         self._wake: Callable[[], None] = lambda: None
         self._transport: asyncio.BaseTransport | None = None
         members.owned = lambda: self.current
-        members.fenced = lambda: not self.may_announce
+        # a speaker regaining a quorum beats as live before it announces (hold())
+        members.fenced = lambda: not self.may_announce and self._regaining_since is None
         # told in beats: "my Leases decide who is live" - a node whose Lease lapsed then yields to
         # this one; a node just back from an outage (membership mode) still counts who it hears
         members.api = lambda: self.lease_ok and not self.membership
@@ -235,18 +237,35 @@ class Layer2:
             self.members.beat_now()
 
     def hold(self) -> quorum.Hold:
-        """Whether this node, its Lease not renewed, may keep announcing (quorum.decide)."""
+        """Whether this node, its Lease not renewed, may keep announcing (quorum.decide).
+
+        A node that was quiet and now hears a majority again (two quiet halves of a healed split,
+        say) first beats as live for ``dead_after`` (quorum.REGAINING): speakers regaining with it
+        hear it, and it them, before any of them elects, so none elects without the others and two
+        never take the same address."""
         if not self._prepared or self.leaving:
+            self._regaining_since = None
             return quorum.decide(self.node, None, (), ())
         known = self.known or frozenset({self.node})
         heard = self.members.quorum_heard() & known
-        return quorum.decide(self.node, known, heard, self.members.on_api(heard))
+        decision = quorum.decide(self.node, known, heard, self.members.on_api(heard))
+        if not decision.holds or self.may_announce:
+            self._regaining_since = None
+            return decision
+        now = time.monotonic()
+        if self._regaining_since is None:
+            self._regaining_since = now
+            self.members.beat_now()
+        if now - self._regaining_since < self.members.dead_after:
+            return quorum.regaining(decision)
+        return decision
 
     def live(self) -> set[str]:
         heard = self.members.heard_now()
-        if self.membership:  # the Leases are stale: who is heard, of the speakers known
-            known = (self.known or frozenset()) | self.leased
-            out = {n for n in self.members.alive_peers() if n in heard and n in known}
+        if self.membership:
+            # the Leases are stale: who is heard and announces (or will: regaining), known or not -
+            # a holder that knew fewer speakers still elects from the same live set as the others
+            out = {n for n in self.members.alive_peers() if n in heard}
         else:
             out = {n for n in self.members.alive_peers() if n in self.leased or n in heard}
         if self.may_announce and not self.leaving:
@@ -274,8 +293,8 @@ class Layer2:
             watch: set[str] = set(live)
         else:  # the owners whose addresses this node would take: the only deaths that change its decision
             watch = {winners[ip].node for ip, successor in successors.items() if successor == self.node}
-        if self.membership:  # without the API, every speaker known is watched: quorum and liveness
-            watch |= (self.known or frozenset()) | self.leased
+        if self.membership:  # without the API every speaker is watched: quorum and liveness
+            watch |= (self.known or frozenset()) | self.leased | self.members.addresses.keys()
         self.members.set_watch(watch)
         metrics.watched_speakers.set(len(self.members.watching))
         return winners

@@ -17,20 +17,28 @@ the election over the signed heartbeats gives it, as long as all of these are tr
    peer just back from the outage still counts who it hears, so the order in which speakers
    reach the returning API moves nothing.
 3. **It hears a majority of ``known``** (itself counted) within the quorum window, which is
-   shorter than the time after which the others declare a silent node dead. With exactly half,
-   the half that holds the first node of ``known`` in name order wins (a two-node site keeps the
-   addresses when the second node dies or is cut off, not when the first does). A one-node site
-   always holds.
+   shorter than the time after which the others declare a silent node dead. A peer that is
+   quiet itself counts as heard: it is on this side of any split all the same, and two quiet
+   speakers that hear each other again (a healed split) must be able to regain the majority
+   they form. With exactly half, the half that holds the first node of ``known`` in name order
+   wins (a two-node site keeps the addresses when the second node dies or is cut off, not when
+   the first does). A one-node site always holds.
+4. **Quiet before, it has been heard first** (``REGAINING``): a speaker that announced nothing
+   and now has its majority beats as live for ``dead_after`` before it announces, so the
+   speakers regaining with it count it, and it them, before any of them elects.
 
 Why this never gives two owners for one address: every holding speaker hears a majority of the
 same ``known`` set, and two disjoint groups cannot both hold a majority of one set (nor both hold
 exactly half with the first node). So during an outage only one group of speakers announces, and
-within it every speaker hears every other one (each watches all of ``known`` while the API is
-unreachable), so they elect from the same live set, as they do from Leases when the API is up. A
-speaker cut off from the group stops hearing the majority within the quorum window and goes
-quiet before the others declare it dead (``dead_after``) and take its addresses. What it does
-not cover: ``known`` sets that differ between speakers (a speaker that joined or left in the
-renew period before the outage) and one-way packet loss, both of which the Lease rule shares.
+within it every speaker hears every other one (each watches every speaker while the API is
+unreachable), so they elect from the same live set: the peers heard that announce or regain,
+whether or not they were in its own ``known`` (a speaker whose ``known`` missed a peer, cut off
+when the outage began, still elects as that peer does). A speaker cut off from the group stops
+hearing the majority within the quorum window and goes quiet before the others declare it dead
+(``dead_after``) and take its addresses. What it does not cover: two groups whose ``known`` sets
+differ so much that each holds a majority of its own (it takes speakers that joined or left in
+the renew period before the outage, on both sides of a split), and one-way packet loss, both of
+which the Lease rule shares.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from dataclasses import dataclass
 NOT_READY = "fenced"  # it never saw the API, or it is stopping: no knowledge it could check
 API_ELSEWHERE = "fenced"  # a peer it hears still reaches the API: the Lease rule stands
 NO_QUORUM = "noQuorum"  # it hears fewer than a majority of the speakers it last knew
+REGAINING = "regainingQuorum"  # quiet until now, a majority again: beating as live before announcing
 
 
 @dataclass(frozen=True)
@@ -73,3 +82,9 @@ def decide(me: str, known: Collection[str] | None, heard: Collection[str], on_ap
     if holds:
         return Hold(True, "", len(present), len(members))
     return Hold(False, NO_QUORUM, len(present), len(members), "not a majority of the speakers it last knew")
+
+
+def regaining(decision: Hold) -> Hold:
+    """``decision`` (it holds) while the speaker, quiet until now, first makes itself heard."""
+    cause = "a majority again: announcing once the speakers it hears have heard it"
+    return Hold(False, REGAINING, decision.heard, decision.known, cause)

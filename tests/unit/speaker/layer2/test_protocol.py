@@ -276,6 +276,50 @@ def test_without_the_api_a_node_hearing_no_majority_does_not_hold() -> None:
     assert not hold.holds and hold.reason == quorum.NO_QUORUM and hold.describe().startswith("hearing 1 of 3")
 
 
+def test_two_quiet_speakers_that_hear_each_other_again_regain_their_quorum() -> None:
+    """A healed split while the API is down: n1 and n2 were both quiet (noQuorum) and hear each
+    other's "fenced" beats. A quiet peer counts toward the quorum (before, it did not, and both
+    stayed dark until the API came back: the 10-minute chaos run), and n1 first beats as live
+    for dead_after before it announces, so n2 counts it before either elects."""
+    n1 = layer2()
+    known_to(n1)
+    n1._follow(dataclasses.replace(outage_view(), may_announce=False, quiet_reason=quorum.NO_QUORUM))
+    assert n1.hold().reason == quorum.NO_QUORUM and n1.members.fenced()
+    beat(n1, "n2", api=False, fenced=True)
+    first = n1.hold()
+    assert not first.holds and first.reason == quorum.REGAINING and first.heard == 2, first
+    assert not n1.members.fenced()  # its beats say it is live now, before it announces
+    assert n1.live() == set()  # n2 is quiet: not elected; n1 itself not yet allowed
+    time.sleep(n1.members.dead_after + 0.05)
+    beat(n1, "n2", api=False, fenced=True, seq=2)
+    assert n1.hold().holds  # heard for dead_after: it may announce
+    n1._follow(outage_view())  # the agent's view follows (may_announce)
+    assert n1.live() == {"n1"} and n1.hold().holds and n1._regaining_since is None
+
+
+def test_a_speaker_that_announced_goes_on_holding_without_regaining() -> None:
+    n1 = layer2()
+    known_to(n1)
+    n1._follow(outage_view())  # it announced by Lease until now
+    beat(n1, "n2", api=False)
+    assert n1.hold().holds and n1._regaining_since is None
+
+
+def test_without_the_api_a_heard_speaker_outside_the_known_set_is_live_and_watched() -> None:
+    """n3 was cut off when the outage began (its Lease had run out), so n1's known set lacks it;
+    n3 knew all three and holds with n1's beats. n1 elects from the same live set as n3: both."""
+    n1 = layer2()
+    n1._follow(make_view(leased=frozenset({"n2"}), lease_annotations=PUBLISHED))
+    n1._prepared = True
+    assert n1.known == frozenset({"n1", "n2"})
+    n1._follow(outage_view())
+    n1._decide(outage_view())
+    assert set(n1.members.watching) == {"n2", "n3"}  # every speaker with a heartbeat address
+    beat(n1, "n3", api=False)
+    assert n1.live() == {"n1", "n3"}
+    assert n1.hold().heard == 1  # but the quorum is still over what n1 knew
+
+
 def test_a_node_that_hears_a_peer_on_the_api_yields_to_it() -> None:
     n1 = layer2()
     known_to(n1)
