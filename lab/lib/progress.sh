@@ -9,6 +9,9 @@
 
 progress_started=$SECONDS
 progress_steps=0
+# the stderr of the sourcing script, kept: a step's own output may be sent to a log file
+# (`progress_run ... >log 2>&1`), its progress lines still reach the terminal
+exec {progress_fd}>&2
 
 progress_elapsed() {
   local s=$1
@@ -19,14 +22,14 @@ progress_run() {
   local what=$1 began=$SECONDS pid n=0 interval=${PROGRESS_INTERVAL:-30}
   shift
   progress_steps=$((progress_steps + 1))
-  echo "${PROGRESS_NAME:-build}: $what (step $progress_steps, $(progress_elapsed $((SECONDS - progress_started))) since the start)" >&2
+  echo "${PROGRESS_NAME:-build}: $what (step $progress_steps, $(progress_elapsed $((SECONDS - progress_started))) since the start)" >&"$progress_fd"
   "$@" &
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     sleep 1
     n=$((n + 1))
     if ((n % interval == 0)) && kill -0 "$pid" 2>/dev/null; then
-      echo "${PROGRESS_NAME:-build}: still $what: $(progress_elapsed $((SECONDS - began))) so far" >&2
+      echo "${PROGRESS_NAME:-build}: still $what: $(progress_elapsed $((SECONDS - began))) so far" >&"$progress_fd"
     fi
   done
   wait "$pid"
