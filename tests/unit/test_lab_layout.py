@@ -85,10 +85,30 @@ def test_pod_cidrs_are_disjoint_inside_the_cluster_cidr() -> None:
         ("busybox:1.28", "generic"),
         ("registry.k8s.io/ingress-nginx/controller:v1.15.1", "generic"),
         ("nginx-unprivileged", "generic"),
+        ("docker.io/library/traefik:v3.7.13", "traefik"),
+        ("traefik", "traefik"),
     ],
 )
 def test_pod_runner_picks_the_server_by_repository_name(image: str, kind: str) -> None:
     assert runner.image_kind(image) == kind
+
+
+def test_pod_runner_runs_a_traefik_container_as_its_pod_with_the_api_env(tmp_path: Path) -> None:
+    """The controller's container: the lab's Traefik with the container's args, the Pod's
+    ServiceAccount directory bind-mounted where in-cluster clients read it, the API's env."""
+    pod = {
+        "metadata": {"name": "traefik-1", "namespace": "ingress", "uid": "u2"},
+        "spec": {"nodeName": "onprem-lab-n2", "containers": [
+            {"name": "traefik", "image": "traefik:v3.7", "args": ["--ping=true"], "ports": [{"containerPort": 8000}]},
+        ]},
+        "status": {"podIP": "10.244.2.9"},
+    }  # fmt: skip
+    sa = tmp_path / "sa"
+    api_env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    (server,) = runner.servers_for(pod, tmp_path, {}, lambda: (sa, api_env))
+    assert server.argv[-2:] == [runner.TRAEFIK, "--ping=true"]  # one process, not one per port
+    assert f'mount --bind "{sa}" "{runner.SA_DIR}"' in server.argv[server.argv.index("-c") + 1]
+    assert server.env is not None and server.env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
 
 
 def test_pod_runner_resolves_the_downward_api_fields_seed_004_uses() -> None:
