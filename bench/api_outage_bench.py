@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -83,6 +84,15 @@ def backend_nodes(api: client.ApiClient, key: str) -> list[str]:
     })  # fmt: skip
 
 
+def client_neighbour(ip: str, macs: dict[str, str]) -> str | None:
+    """The node the client's own neighbour entry for ``ip`` sends to (its kernel's cache, not an
+    arping's answer): an entry kept on a node that no longer announces the address (traffic
+    through that node's kube-proxy keeps confirming it) goes dark when that node dies."""
+    out = on(CLIENT, "ip", "neigh", "show", ip, check=False)
+    found = re.search(r"lladdr ([0-9a-f:]{17})", out)
+    return macs.get(found.group(1).lower(), found.group(1)) if found else None
+
+
 def stream(url: str, stop_file: str, duration: float) -> subprocess.Popen[str]:
     on(CLIENT, "rm", "-f", stop_file)
     return subprocess.Popen(
@@ -136,6 +146,7 @@ def outage(api: client.ApiClient, seconds: float, kill_at: float | None = None) 
     owner = wait_for(f"{mine} announced by a backend", lambda: o if (o := arp_owner(mine, macs)) in BACKENDS else None)
     backends = {key: backend_nodes(api, key) for key in before}
     announcers = {key: arp_owner(ip, macs) for key, ip in before.items()}
+    neighbours = {key: client_neighbour(ip, macs) for key, ip in before.items()}
     probes = {key: (ip, stream(f"http://{ip}/", f"/run/stop-outage-{i}", seconds + 60)) for i, (key, ip) in
               enumerate(sorted(before.items()))}  # fmt: skip
     time.sleep(2.0)
@@ -164,6 +175,7 @@ def outage(api: client.ApiClient, seconds: float, kill_at: float | None = None) 
         per_address[key] = {
             "address": ip,
             "announced_by": announcers[key],
+            "client_sends_to": neighbours[key],
             "backends_on": backends[key],
             "requests_during_outage": len(during),
             "failed_during_outage": sum(1 for r in during if not r.ok),
