@@ -68,7 +68,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships 
         super().__init__(*args, **kwargs)
         self._lock = threading.Lock()
         self._task: tuple[str, str, float] | None = None  # (uuid, name, started) of the task in progress
-        self._hosts: dict[str, float] = {}  # host still running the task -> when it started
+        self._hosts: set[str] = set()  # hosts still running the task
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._said = 0.0  # when a line about a retry was shown: the ticker need not repeat it
@@ -86,7 +86,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships 
     def v2_playbook_on_task_start(self, task: Any, is_conditional: Any) -> None:
         with self._lock:
             self._task = (task._uuid, task.get_name().strip(), time.monotonic())
-            self._hosts = {}
+            self._hosts = set()
         if self._interval > 0 and self._ticker is None and not self._quiet:
             self._ticker = threading.Thread(target=self._tick, name="onprem-progress", daemon=True)
             self._ticker.start()
@@ -96,11 +96,11 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships 
 
     def v2_runner_on_start(self, host: Any, task: Any) -> None:
         with self._lock:
-            self._hosts[host.get_name()] = time.monotonic()
+            self._hosts.add(host.get_name())
 
     def _done(self, result: Any, *args: Any, **kwargs: Any) -> None:
         with self._lock:
-            self._hosts.pop(_part(result, "host").get_name(), None)
+            self._hosts.discard(_part(result, "host").get_name())
 
     v2_runner_on_ok = v2_runner_on_failed = v2_runner_on_skipped = v2_runner_on_unreachable = _done
 

@@ -293,8 +293,8 @@ class Layer2:
             watch: set[str] = set(live)
         else:  # the owners whose addresses this node would take: the only deaths that change its decision
             watch = {winners[ip].node for ip, successor in successors.items() if successor == self.node}
-        if self.membership:  # without the API every speaker is watched: quorum and liveness
-            watch |= (self.known or frozenset()) | self.leased | self.members.addresses.keys()
+        if self.membership:  # without the API every speaker with a heartbeat address is watched
+            watch |= self.members.addresses.keys()
         self.members.set_watch(watch)
         metrics.watched_speakers.set(len(self.members.watching))
         return winners
