@@ -16,7 +16,7 @@ TARBALL     := $(CURDIR)/.cache/build/onprem-ingress-$(VERSION).tar.gz
 # Outside this git checkout: inside it, ansible-test would list files with git and see none.
 SANITY_ROOT := $(or $(TMPDIR),/tmp)/onprem-ingress-sanity
 
-.PHONY: help test checks lab lab-down host-deps venv controlplane collection-link lint sanity build dist pytest pytest-untimed pytest-timing molecule clean
+.PHONY: help test checks lab lab-down host-deps venv controlplane ingress-controller collection-link lint sanity build dist pytest pytest-untimed pytest-timing molecule clean
 
 help:
 	@echo "make lab       a local on-prem site: nodes, client, control plane; site.yml; the seeds' demo"
@@ -28,7 +28,7 @@ help:
 # sanity and the tests not marked `timing`, one after the other, beside the molecule scenarios
 # (whose verify steps overlap the tests, as before, never sanity); the tests that measure failover
 # and handover gaps (marker `timing`) run last and alone.
-test: host-deps venv controlplane collection-link dist
+test: host-deps venv controlplane ingress-controller collection-link dist
 	$(MAKE) --no-print-directory -j2 --output-sync=target checks molecule
 	$(MAKE) --no-print-directory pytest-timing
 	@echo "make test: all gates passed"
@@ -49,6 +49,13 @@ $(VENV)/.installed: requirements.txt requirements-engine.txt requirements-dev.tx
 
 controlplane:
 	lab/bin/controlplane build
+
+# The lab's ingress controller (Traefik) and the Gateway API CRDs it is built against.
+TRAEFIK_VERSION := $(shell sed -n 's/^TRAEFIK_VERSION=//p' lab/ingress/versions.env)
+TRAEFIK := .cache/ingress/traefik-$(TRAEFIK_VERSION)/bin/traefik
+ingress-controller: $(TRAEFIK)
+$(TRAEFIK): lab/ingress/versions.env
+	lab/ingress/build.sh $(CURDIR)/.cache/ingress/traefik-$(TRAEFIK_VERSION)
 
 collection-link:
 	mkdir -p $(dir $(COLL_LINK))
@@ -116,7 +123,7 @@ pytest-timing: venv collection-link controlplane dist
 # on internal podman networks, image built once into .cache/images/. The scenarios run side by
 # side (own nodes, networks, control plane); logs in .cache/molecule-logs/, shown on failure.
 MOLECULE_SCENARIOS := site sysctl host_network kube_proxy
-molecule: host-deps venv collection-link controlplane dist
+molecule: host-deps venv collection-link controlplane ingress-controller dist
 	export CONTAINERS_CONF=$(CURDIR)/lab/nodes/containers.conf && lab/nodes/build-image.sh >/dev/null
 	mkdir -p .cache/molecule-logs; export CONTAINERS_CONF=$(CURDIR)/lab/nodes/containers.conf; pids=(); \
 	for s in $(MOLECULE_SCENARIOS); do molecule test -s $$s >.cache/molecule-logs/$$s.log 2>&1 & pids+=($$!); done; \
@@ -128,7 +135,7 @@ molecule: host-deps venv collection-link controlplane dist
 # The local lab (lab/bin/lab): control plane, kwok, three podman nodes with kube-proxy and real
 # web servers as Pods, a client; then playbooks/site.yml on inventories/lab and the seeds' demo.
 # It shares its node names and network with the molecule scenario `site`: `make test` replaces it.
-lab: host-deps venv controlplane collection-link dist
+lab: host-deps venv controlplane ingress-controller collection-link dist
 	lab/bin/lab up
 
 lab-down:

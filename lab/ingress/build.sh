@@ -5,7 +5,10 @@
 # has replace directives. So a throw-away wrapper module requires Traefik and carries the same
 # replace directives, read from Traefik's own go.mod (never typed by hand).
 #
-# Usage: build.sh OUTDIR      (OUTDIR gets bin/traefik and a BUILD-INFO stamp)
+# The Gateway API CRDs (standard channel) of the release Traefik is built against (its go.mod's
+# sigs.k8s.io/gateway-api) come from the same proxy, into OUTDIR/gateway-api/.
+#
+# Usage: build.sh OUTDIR      (OUTDIR gets bin/traefik, gateway-api/*.yaml and a BUILD-INFO stamp)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=/dev/null
@@ -13,7 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib/progress.sh
 . "$here/../lib/progress.sh"
 PROGRESS_NAME="traefik build"
-out=${1:?usage: build.sh OUTDIR}
+out=$(realpath -m "${1:?usage: build.sh OUTDIR}")  # absolute: the build runs in a temporary directory
 command -v go >/dev/null || { echo "build.sh: Go is required to build Traefik" >&2; exit 1; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/onprem-traefik-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -48,7 +51,14 @@ export CGO_ENABLED=0
 progress_run "building $module/cmd/traefik" go build -trimpath \
   -ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" \
   -o "$out.partial/bin/traefik" "$module/cmd/traefik"
-printf 'TRAEFIK_VERSION=%s\nGO=%s\n' "$TRAEFIK_VERSION" "$(go env GOVERSION)" > "$out.partial/BUILD-INFO"
+gateway_api=$(awk '$1 == "sigs.k8s.io/gateway-api" {print $2; exit}' "$gomod")
+[ -n "$gateway_api" ] || { echo "build.sh: $module@$TRAEFIK_VERSION's go.mod names no sigs.k8s.io/gateway-api" >&2; exit 1; }
+crds=$(go mod download -json "sigs.k8s.io/gateway-api@$gateway_api" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')/config/crd/standard
+ls "$crds"/*.yaml >/dev/null || { echo "build.sh: no standard-channel CRDs in sigs.k8s.io/gateway-api@$gateway_api" >&2; exit 1; }
+mkdir -p "$out.partial/gateway-api"
+cp "$crds"/*.yaml "$out.partial/gateway-api/"
+chmod 0644 "$out.partial/gateway-api/"*.yaml
+printf 'TRAEFIK_VERSION=%s\nGATEWAY_API_VERSION=%s\nGO=%s\n' "$TRAEFIK_VERSION" "$gateway_api" "$(go env GOVERSION)" > "$out.partial/BUILD-INFO"
 rm -rf "$out"
 mv "$out.partial" "$out"
 echo "traefik build: done in $(progress_elapsed $((SECONDS - progress_started))) -> $out" >&2

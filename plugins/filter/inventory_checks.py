@@ -13,6 +13,35 @@ from typing import Any, Callable, Dict, List, Mapping, Set
 from ansible.errors import AnsibleFilterError
 
 
+# Variables a release renamed: the old name is an error that names the new one. The ingress_nginx
+# role became the controller-neutral ingress role (its exposure variables are the same for Traefik
+# and ingress-nginx); the ingress-nginx-only ones kept their ingress_nginx_ prefix.
+_INGRESS_NEUTRAL = [
+    "api_host",
+    "kubeconfig",
+    "context",
+    "namespace",
+    "class_name",
+    "class_default",
+    "replicas",
+    "resources",
+    "extra_args",
+    "node_selector",
+    "tolerations",
+    "external_traffic_policy",
+    "lb_pool",
+    "lb_address",
+    "http_node_port",
+    "https_node_port",
+    "publish_status_address",
+    "external_ips",
+    "node_name",
+    "wait_timeout",
+]
+RENAMED = {"ingress_nginx_%s" % name: "ingress_%s" % name for name in _INGRESS_NEUTRAL}
+RENAMED["ingress_nginx_variant"] = "ingress_exposure"
+
+
 def _known_options(specs: Any) -> Set[str]:
     known: Set[str] = set()
     for spec in specs:
@@ -33,7 +62,12 @@ def unknown_role_variables(names: Any, specs: Any, roles: Any) -> List[str]:
     prefixes = tuple("%s_" % role for role in roles)
     messages = []
     for name in sorted(str(n) for n in names):
-        if name.startswith(prefixes) and name not in known:
+        if name in RENAMED and name not in known:
+            messages.append(
+                "%s was renamed %s (the onprem.ingress.ingress role, for Traefik and ingress-nginx alike)"
+                % (name, RENAMED[name])
+            )
+        elif name.startswith(prefixes) and name not in known:
             role = max((r for r in roles if name.startswith("%s_" % r)), key=len)
             close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
             hint = "did you mean %s?" % close[0] if close else "see roles/%s/meta/argument_specs.yml" % role

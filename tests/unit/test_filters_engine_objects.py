@@ -266,6 +266,18 @@ def test_typo_gets_did_you_mean() -> None:
     ]
 
 
+def test_a_renamed_variable_names_its_new_name() -> None:
+    specs = [spec(main=["ingress_exposure", "ingress_lb_pool", "ingress_nginx_admission_webhook"])]
+    assert unknown_role_variables(["ingress_nginx_variant", "ingress_nginx_lb_pool"], specs, ["ingress"]) == [
+        "ingress_nginx_lb_pool was renamed ingress_lb_pool (the onprem.ingress.ingress role, for Traefik and "
+        "ingress-nginx alike)",
+        "ingress_nginx_variant was renamed ingress_exposure (the onprem.ingress.ingress role, for Traefik and "
+        "ingress-nginx alike)",
+    ]
+    # the ingress-nginx variables that kept their name are known, not renamed
+    assert unknown_role_variables(["ingress_nginx_admission_webhook"], specs, ["ingress"]) == []
+
+
 def test_far_off_name_points_to_the_argument_specs() -> None:
     assert unknown_role_variables(["sysctl_completely_different"], SPECS, ROLE_NAMES) == [
         "sysctl_completely_different is not a variable of the onprem.ingress.sysctl role; "

@@ -18,9 +18,14 @@ from hypothesis import strategies as st
 
 CONTROLLER = "registry.k8s.io/ingress-nginx/controller:v1.15.1@sha256:" + "5" * 64
 CERTGEN = "registry.k8s.io/ingress-nginx/kube-webhook-certgen:v1.6.9@sha256:" + "0" * 64
+TRAEFIK = "docker.io/library/traefik:v3.6.12@sha256:" + "1" * 64
 BASE: dict[str, Any] = {
+    "controller": "ingress-nginx",
     "variant": "loadbalancer",
     "namespace": "ingress-nginx",
+    "service_name": "ingress-nginx-controller",
+    "traefik_image": TRAEFIK,
+    "gateway_api": False,
     "controller_image": CONTROLLER,
     "certgen_image": CERTGEN,
     "class_name": "nginx",

@@ -275,8 +275,11 @@ BAD_INVENTORIES = {
         {"lb_config_l2_advertisements": [{"name": "lab", "ipAdressPools": ["lab"]}]},
         "unknown field ipAdressPools",
     ),
-    "ingress variable typo": ({"ingress_nginx_varient": "nodeport"}, "did you mean ingress_nginx_variant"),
-    "externalips without addresses": ({"ingress_nginx_variant": "externalips"}, "needs ingress_nginx_external_ips"),
+    "ingress variable typo": ({"ingress_exposur": "nodeport"}, "did you mean ingress_exposure"),
+    "ingress variable of the old role": (
+        {"ingress_nginx_variant": "nodeport"}, "ingress_nginx_variant was renamed ingress_exposure"
+    ),
+    "externalips without addresses": ({"ingress_exposure": "externalips"}, "needs ingress_external_ips"),
 }  # fmt: skip
 
 
