@@ -1,4 +1,4 @@
-"""onprem.ingress.ingress_objects / ingress_stale_objects (the ingress_nginx role's objects as
+"""onprem.ingress.ingress_objects / ingress_stale_objects (the ingress role's ingress-nginx objects as
 data) and tcp_listeners (its hostnetwork preflight): the fields each variant needs, what a switch
 deletes, and bad settings refused with a message, never a traceback."""
 
