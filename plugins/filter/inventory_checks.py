@@ -38,8 +38,10 @@ _INGRESS_NEUTRAL = [
     "node_name",
     "wait_timeout",
 ]
-RENAMED = {"ingress_nginx_%s" % name: "ingress_%s" % name for name in _INGRESS_NEUTRAL}
-RENAMED["ingress_nginx_variant"] = "ingress_exposure"
+RENAMED = dict(
+    {"ingress_nginx_%s" % name: "ingress_%s" % name for name in _INGRESS_NEUTRAL},
+    ingress_nginx_variant="ingress_exposure",
+)
 
 
 def _known_options(specs: Any) -> Set[str]:

@@ -17,18 +17,10 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 from typing import Any, Dict, List, Mapping
 
-from ansible_collections.onprem.ingress.plugins.module_utils.ingress_exposure import (
-    Exposure,
-    Identity,
-    access,
-    ingress_class,
-    namespace,
-    resources,
-    rule,
-)
+from ansible_collections.onprem.ingress.plugins.module_utils import ingress_exposure as common
 
 VERSION = "3.6.12"
-WHO = Identity("traefik", VERSION)
+WHO = common.Identity("traefik", VERSION)
 NAME = "traefik"
 GATEWAY_CLASS = "traefik"
 GATEWAY_CONTROLLER = "traefik.io/gateway-controller"
@@ -77,19 +69,19 @@ READ_ANNOTATIONS = frozenset(
 
 READ = ["get", "list", "watch"]
 CLUSTER_RULES = [
-    rule([""], ["services", "secrets", "configmaps", "namespaces", "nodes"], READ),
-    rule([""], ["pods"], ["get"]),
-    rule(["discovery.k8s.io"], ["endpointslices"], READ),
-    rule(["networking.k8s.io"], ["ingresses", "ingressclasses"], READ),
-    rule(["networking.k8s.io"], ["ingresses/status"], ["update"]),
+    common.rule([""], ["services", "secrets", "configmaps", "namespaces", "nodes"], READ),
+    common.rule([""], ["pods"], ["get"]),
+    common.rule(["discovery.k8s.io"], ["endpointslices"], READ),
+    common.rule(["networking.k8s.io"], ["ingresses", "ingressclasses"], READ),
+    common.rule(["networking.k8s.io"], ["ingresses/status"], ["update"]),
 ]
 GATEWAY_RULES = [
-    rule(
+    common.rule(
         [GATEWAY_API],
         ["gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants", "backendtlspolicies"],
         READ,
     ),
-    rule(
+    common.rule(
         [GATEWAY_API],
         [
             "gatewayclasses/status",
@@ -116,7 +108,7 @@ def host_ports(settings: Mapping[str, Any]) -> List[int]:
     return [own["http"], own["https"], PING_PORT]
 
 
-def _args(settings: Mapping[str, Any], shape: Exposure) -> List[str]:
+def _args(settings: Mapping[str, Any], shape: common.Exposure) -> List[str]:
     own = ports(settings)
     nginx = "--providers.kubernetesIngressNGINX"
     args = [
@@ -149,7 +141,7 @@ def _args(settings: Mapping[str, Any], shape: Exposure) -> List[str]:
     return args + [str(a) for a in settings["extra_args"]]
 
 
-def _pod(settings: Mapping[str, Any], shape: Exposure) -> Dict[str, Any]:
+def _pod(settings: Mapping[str, Any], shape: common.Exposure) -> Dict[str, Any]:
     own = ports(settings)
     probe = {
         "httpGet": {"path": "/ping", "port": PING_PORT, "scheme": "HTTP"},
@@ -171,7 +163,7 @@ def _pod(settings: Mapping[str, Any], shape: Exposure) -> Dict[str, Any]:
         "ports": shape.container_ports([("http", own["http"]), ("https", own["https"]), ("ping", PING_PORT)]),
         "readinessProbe": dict(probe, failureThreshold=1),
         "livenessProbe": probe,
-        "resources": resources(settings),
+        "resources": common.resources(settings),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": caps,
@@ -230,14 +222,14 @@ def _gateway(settings: Mapping[str, Any]) -> List[Dict[str, Any]]:
 def objects(settings: Mapping[str, Any]) -> List[Dict[str, Any]]:
     """Every object, in apply order: namespace, access, the Service, the workload, the
     IngressClass, then (gateway_api) the GatewayClass and the Gateway."""
-    shape = Exposure(settings, WHO)
+    shape = common.Exposure(settings, WHO)
     cluster = CLUSTER_RULES + (GATEWAY_RULES if settings["gateway_api"] else [])
-    out: List[Dict[str, Any]] = [namespace(settings, WHO)]
-    out += access(settings, WHO, NAME, "controller", cluster=cluster, namespaced=None)
+    out: List[Dict[str, Any]] = [common.namespace(settings, WHO)]
+    out += common.access(settings, WHO, NAME, "controller", cluster=cluster, namespaced=None)
     if shape.service is not None:
         out.append(shape.service)
     out.append(shape.workload(settings, WHO, NAME, _pod(settings, shape)))
-    out.append(ingress_class(settings, WHO))
+    out.append(common.ingress_class(settings, WHO))
     if settings["gateway_api"]:
         out += _gateway(settings)
     return out
