@@ -335,6 +335,7 @@ async def _speaker(args: argparse.Namespace) -> int:
             on_request=lambda p: requests[p].inc(),
             on_reply=lambda p: replies[p].inc(),
             on_gratuitous=lambda p: metrics.l2_gratuitous.labels(p).inc(),
+            on_foreign_claim=lambda p: metrics.l2_foreign_claims.labels(p).inc(),
         )
         announcer.refresh_links()
         spk = speaker.Speaker(

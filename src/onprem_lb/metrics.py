@@ -79,6 +79,12 @@ l2_gratuitous = Counter(
     ["protocol"],
     registry=SPEAKER,
 )
+l2_foreign_claims = Counter(
+    "onprem_lb_speaker_l2_foreign_claims_total",
+    "Another host claimed an address this node announces (its gratuitous ARP or advertisement): defended",
+    ["protocol"],
+    registry=SPEAKER,
+)
 owned_addresses = Gauge("onprem_lb_speaker_owned_addresses", "Addresses this node announces now", registry=SPEAKER)
 owner_changes = Counter(
     "onprem_lb_speaker_owner_changes_total", "Addresses this node took over or gave up", ["change"], registry=SPEAKER

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.controlplane import wait_for
+from tests.support.controlplane import SRC, wait_for
 from tests.support.l2lab import CLIENT, L2PROBE, NODES, L2Lab, in_ns, metallb_first, service_manifest
 
 pytestmark = [
@@ -288,6 +288,40 @@ def test_partitioned_node_goes_quiet_and_is_replaced(lab: L2Lab, ns: str) -> Non
     finally:
         lab.heal(owner)
     lab.wait_owner(ip, owner, timeout=20)  # back in the election once it renews again
+
+
+ROGUE_GARP = """
+import socket, sys
+from onprem_lb.speaker.layer2.frames import gratuitous_arp, packed
+iface, ip = sys.argv[1], sys.argv[2]
+with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+    s.bind((iface, 0))
+    mac = s.getsockname()[4]
+    for frame in gratuitous_arp(mac, packed(ip)):
+        s.send(frame)
+"""
+
+
+def client_neighbour(lab: L2Lab, ip: str) -> str | None:
+    """The node the client's own kernel sends ``ip``'s traffic to (its neighbour entry)."""
+    found = re.search(r"lladdr ([0-9a-f:]{17})", in_ns(CLIENT, "ip", "neigh", "show", ip, "dev", "eth0").stdout)
+    return lab.owner_of_mac(found.group(1)) if found else None
+
+
+def test_an_address_another_host_claims_is_defended_by_its_owner(lab: L2Lab, ns: str) -> None:
+    """A speaker that announces an address for a moment (its view not yet caught up) moves every
+    client that hears it; the owner answers the claim, so clients come back before that node
+    can die with their traffic (issue: nginx-lb dark after a non-owner was killed)."""
+    ip, owner = announced(lab, ns, "defended")
+    other = next(n for n in NODES if n != owner)
+    in_ns(CLIENT, "ping", "-c", "1", "-W", "1", ip, check=False)  # the client's own entry, for the owner
+    wait_for("the client's entry for the owner", lambda: client_neighbour(lab, ip) == owner, 5, 0.05)
+    in_ns(f"olb-{other}", "env", f"PYTHONPATH={SRC}", sys.executable, "-c", ROGUE_GARP, "eth0", ip)
+    moved = client_neighbour(lab, ip)
+    assert moved == other, f"the claim did not reach the client (its entry: {moved})"
+    wait_for(f"the client back on {owner}", lambda: client_neighbour(lab, ip) == owner, 3, 0.05)
+    assert "claimed it while this node announces it" in lab.speakers[owner].log()
+    assert lab.owners(ip) == {owner}  # and the owner alone answers
 
 
 def test_conflicting_host_is_detected_before_announcing(lab: L2Lab, ns: str) -> None:

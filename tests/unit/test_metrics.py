@@ -54,6 +54,7 @@ SPEAKER_DOCUMENTED = [
     ("onprem_lb_speaker_l2_requests_total", "counter", ("protocol",)),  # requests
     ("onprem_lb_speaker_l2_replies_total", "counter", ("protocol",)),  # replies
     ("onprem_lb_speaker_l2_gratuitous_total", "counter", ("protocol",)),  # gratuitous rounds
+    ("onprem_lb_speaker_l2_foreign_claims_total", "counter", ("protocol",)),  # foreign claims defended
     ("onprem_lb_speaker_owned_addresses", "gauge", ()),  # owned addresses
     ("onprem_lb_speaker_owner_changes_total", "counter", ("change",)),  # owner changes
     ("onprem_lb_speaker_reannounce_seconds", "histogram", ()),  # time to re-announce

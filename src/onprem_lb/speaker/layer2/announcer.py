@@ -1,7 +1,7 @@
 """Layer 2 announcing: answer ARP and IPv6 neighbour solicitations for owned addresses.
 
-The packet edge of the speaker. Frames are built and parsed by small pure functions (tested
-without sockets); ``Announcer`` owns the raw AF_PACKET sockets, one ARP and one IPv6 socket
+The packet edge of the speaker. Frames are built and parsed by the pure functions of
+frames.py; ``Announcer`` owns the raw AF_PACKET sockets, one ARP and one IPv6 socket
 per interface in use, each read by a thread of its own. It answers
 
 - ARP requests (broadcast and unicast, probes included) whose target is an owned IPv4 address;
@@ -12,6 +12,14 @@ per interface in use, each read by a thread of its own. It answers
 only on the interfaces chosen for that address. On taking an address it sends a burst of
 gratuitous ARP / unsolicited neighbour advertisements; before the first announcement of an
 address nobody else claims, ``probe`` looks for another host answering (RFC 5227 / DAD).
+
+An owned address that another host claims (its gratuitous ARP, an ARP reply or a neighbour
+advertisement from another MAC) is defended (RFC 5227, 2.4 (b)): once the claim is over, the
+announcement burst is sent again, at most once per ``defend_interval``, and only while
+``may_defend`` says this node still owns the address (not while it hands it over). A speaker
+that announced an address for a moment from a view not yet caught up, then let it go, has
+moved every client that heard it to itself; without the defence those clients would keep
+sending there, through that node's forwarding, until it died.
 
 Interfaces are found with ioctls in the current network namespace (no /sys: that can show
 another namespace's view).
@@ -31,6 +39,22 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from onprem_lb.speaker.layer2.frames import (
+    ND_NA,
+    ND_NS,
+    arp_probe,
+    arp_reply,
+    dad_probe,
+    gratuitous_arp,
+    mac_text,
+    na_reply,
+    packed,
+    parse_arp,
+    parse_ndp,
+    solicited_node,
+    unsolicited_na,
+)
+
 log = logging.getLogger("onprem_lb.l2")
 
 ETH_P_ARP = 0x0806
@@ -40,10 +64,6 @@ SIOCGIFFLAGS = 0x8913
 SIOCGIFHWADDR = 0x8927
 IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x1, 0x8, 0x40
 SO_ATTACH_FILTER = 26
-BROADCAST = b"\xff" * 6
-ZERO_MAC = b"\x00" * 6
-ND_NS, ND_NA = 135, 136
-ALL_NODES = ipaddress.IPv6Address("ff02::1").packed
 
 # Classic BPF on the IPv6 socket: keep ICMPv6 (next header 58) neighbour solicitations and
 # advertisements (type 135/136, no extension headers: RFC 4861 forbids none, but NDP never
@@ -86,131 +106,6 @@ def links() -> dict[str, Link]:
             mac = hw[18:24]
             out[name] = Link(name, index, mac, bool(flags & IFF_UP and flags & IFF_RUNNING))
     return out
-
-
-def mac_text(mac: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in mac)
-
-
-# ---------------------------------------------------------------- frames (pure)
-
-
-@dataclass(frozen=True)
-class Arp:
-    op: int
-    sha: bytes
-    spa: bytes
-    tha: bytes
-    tpa: bytes
-    eth_src: bytes
-
-
-def parse_arp(frame: bytes) -> Arp | None:
-    """An Ethernet/IPv4 ARP frame, or None."""
-    if len(frame) < 42 or frame[12:14] != b"\x08\x06":
-        return None
-    htype, ptype, hlen, plen, op = struct.unpack_from("!HHBBH", frame, 14)
-    if htype != 1 or ptype != 0x0800 or hlen != 6 or plen != 4:
-        return None
-    return Arp(op, frame[22:28], frame[28:32], frame[32:38], frame[38:42], frame[6:12])
-
-
-def build_arp(op: int, src_mac: bytes, spa: bytes, tha: bytes, tpa: bytes, *, dst_mac: bytes) -> bytes:
-    eth = dst_mac + src_mac + b"\x08\x06"
-    return eth + struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + src_mac + spa + tha + tpa
-
-
-def arp_reply(req: Arp, mac: bytes) -> bytes:
-    """Our answer to a request for ``req.tpa``, sent straight back to the asker."""
-    return build_arp(2, mac, req.tpa, req.sha, req.spa, dst_mac=req.sha)
-
-
-def gratuitous_arp(mac: bytes, ip: bytes) -> list[bytes]:
-    """Both forms (request and reply, sender = target = ip), broadcast: some hosts heed only one."""
-    return [
-        build_arp(1, mac, ip, ZERO_MAC, ip, dst_mac=BROADCAST),
-        build_arp(2, mac, ip, BROADCAST, ip, dst_mac=BROADCAST),
-    ]
-
-
-def arp_probe(mac: bytes, ip: bytes) -> bytes:
-    """RFC 5227 probe: sender address 0.0.0.0, target the address we want."""
-    return build_arp(1, mac, b"\x00" * 4, ZERO_MAC, ip, dst_mac=BROADCAST)
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def _ipv6_frame(src_mac: bytes, dst_mac: bytes, src: bytes, dst: bytes, icmp: bytes) -> bytes:
-    pseudo = src + dst + struct.pack("!I3xB", len(icmp), 58)
-    csum = _checksum(pseudo + icmp)
-    icmp = icmp[:2] + struct.pack("!H", csum) + icmp[4:]
-    header = struct.pack("!IHBB", 6 << 28, len(icmp), 58, 255) + src + dst
-    return dst_mac + src_mac + b"\x86\xdd" + header + icmp
-
-
-def multicast_mac(group: bytes) -> bytes:
-    return b"\x33\x33" + group[12:16]
-
-
-def solicited_node(ip: bytes) -> bytes:
-    return ipaddress.IPv6Address("ff02::1:ff00:0").packed[:13] + ip[13:16]
-
-
-@dataclass(frozen=True)
-class Ndp:
-    type: int
-    eth_src: bytes
-    src: bytes
-    dst: bytes
-    target: bytes
-    flags: int  # NA: R S O bits in the top byte
-
-
-def parse_ndp(frame: bytes) -> Ndp | None:
-    """A neighbour solicitation or advertisement (hop limit 255, code 0), or None."""
-    if len(frame) < 78 or frame[12:14] != b"\x86\xdd" or frame[20] != 58 or frame[21] != 255:
-        return None
-    icmp_type, code = frame[54], frame[55]
-    if icmp_type not in (ND_NS, ND_NA) or code != 0:
-        return None
-    return Ndp(icmp_type, frame[6:12], frame[22:38], frame[38:54], frame[62:78], frame[58])
-
-
-def neighbour_advert(
-    mac: bytes, target: bytes, dst: bytes, dst_mac: bytes, *, solicited: bool, override: bool = True
-) -> bytes:
-    flags = (0x40 if solicited else 0) | (0x20 if override else 0)
-    icmp = struct.pack("!BBHB3x", ND_NA, 0, 0, flags) + target + struct.pack("!BB", 2, 1) + mac
-    return _ipv6_frame(mac, dst_mac, target, dst, icmp)
-
-
-def na_reply(ns: Ndp, mac: bytes) -> bytes:
-    """Answer to a solicitation: unicast to the asker, or to all-nodes when it asked from ::."""
-    if ns.src == bytes(16):  # duplicate address detection by someone else: defend, to all nodes
-        return neighbour_advert(mac, ns.target, ALL_NODES, multicast_mac(ALL_NODES), solicited=False)
-    return neighbour_advert(mac, ns.target, ns.src, ns.eth_src, solicited=True)
-
-
-def unsolicited_na(mac: bytes, target: bytes) -> bytes:
-    return neighbour_advert(mac, target, ALL_NODES, multicast_mac(ALL_NODES), solicited=False)
-
-
-def dad_probe(mac: bytes, target: bytes) -> bytes:
-    """Duplicate address detection: NS from :: to the target's solicited-node group, no option."""
-    group = solicited_node(target)
-    icmp = struct.pack("!BBH4x", ND_NS, 0, 0) + target
-    return _ipv6_frame(mac, multicast_mac(group), bytes(16), group, icmp)
-
-
-def packed(ip: str) -> bytes:
-    return ipaddress.ip_address(ip).packed
 
 
 # ---------------------------------------------------------------- sockets
@@ -327,10 +222,15 @@ class Announcer:
         on_request: Callable[[str], None] | None = None,
         on_reply: Callable[[str], None] | None = None,
         on_gratuitous: Callable[[str], None] | None = None,
+        on_foreign_claim: Callable[[str], None] | None = None,
+        defend_interval: float = 2.0,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.garp_count = garp_count
         self.garp_interval = garp_interval
+        self.defend_interval = defend_interval
+        self.may_defend: Callable[[str], bool] = lambda _ip: True  # the protocol's: owner, not handing over
+        self._defended: dict[bytes, float] = {}  # address -> when a defence was last started
         self.ports: dict[str, _Port] = {}
         self.links: dict[str, Link] = {}
         self.owned: dict[bytes, tuple[str, ...]] = {}  # address -> interfaces (empty: all)
@@ -339,6 +239,7 @@ class Announcer:
         self._on_request = on_request or (lambda _f: None)
         self._on_reply = on_reply or (lambda _f: None)
         self._on_gratuitous = on_gratuitous or (lambda _f: None)
+        self._on_foreign_claim = on_foreign_claim or (lambda _f: None)
 
     # -- interfaces
 
@@ -393,6 +294,7 @@ class Announcer:
         added = [k for k, v in want.items() if self.owned.get(k) != v]
         for key in removed:
             self._unjoin(key, self.owned.pop(key))
+            self._defended.pop(key, None)
         for key in added:
             old = self.owned.get(key)
             if old is not None:
@@ -414,7 +316,11 @@ class Announcer:
         self._bursts.add(task)
         task.add_done_callback(self._bursts.discard)
 
-    async def _announce(self, key: bytes) -> None:
+    async def _announce(self, key: bytes, after: float = 0.0, defending: bool = False) -> None:
+        if after:
+            await asyncio.sleep(after)
+        if defending and not self.may_defend(_text(key)):
+            return  # handed over meanwhile: the claim was the new owner's
         for i in range(self.garp_count):
             ifaces = self.owned.get(key)
             if ifaces is None:
@@ -451,6 +357,21 @@ class Announcer:
             if not fut.done():
                 fut.set_result("")
 
+    def _claimed_elsewhere(self, key: bytes, mac: bytes) -> None:
+        """Another host said it has ``key``, which we announce: defend it once its claim is over
+        (its own burst, ``garp_count`` rounds ``garp_interval`` apart), at most once per
+        ``defend_interval``."""
+        now = time.monotonic()
+        if key not in self.owned or now - self._defended.get(key, -self.defend_interval) < self.defend_interval:
+            return
+        self._defended[key] = now
+        ip = _text(key)
+        log.warning("%s: host %s claimed it while this node announces it: announcing it again", ip, mac_text(mac))
+        self._on_foreign_claim("arp" if len(key) == 4 else "ndp")
+        task = self.loop.create_task(self._announce(key, self.garp_count * self.garp_interval + 0.1, defending=True))
+        self._bursts.add(task)
+        task.add_done_callback(self._bursts.discard)
+
     # -- receive path
 
     def _frame(self, port: _Port, frame: bytes) -> None:
@@ -460,6 +381,9 @@ class Announcer:
                 return
             if self._probing and arp.sha != port.link.mac:
                 self.loop.call_soon_threadsafe(self._conflict, arp.spa, arp.sha)
+            # a claim: its gratuitous ARP (sender = target) or a reply naming itself for our address
+            if arp.sha != port.link.mac and (arp.op == 2 or arp.spa == arp.tpa) and self._answers(arp.spa, port):
+                self.loop.call_soon_threadsafe(self._claimed_elsewhere, arp.spa, arp.sha)
             if arp.op != 1:
                 return
             self._on_request("arp")
@@ -473,6 +397,8 @@ class Announcer:
         if ndp.type == ND_NA:
             if self._probing and ndp.eth_src != port.link.mac:
                 self.loop.call_soon_threadsafe(self._conflict, ndp.target, ndp.eth_src)
+            if ndp.eth_src != port.link.mac and self._answers(ndp.target, port):
+                self.loop.call_soon_threadsafe(self._claimed_elsewhere, ndp.target, ndp.eth_src)
             return
         self._on_request("ndp")
         if self._answers(ndp.target, port):

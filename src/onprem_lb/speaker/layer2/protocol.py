@@ -108,6 +108,18 @@ class Layer2:
         # this one; a node just back from an outage (membership mode) still counts who it hears
         members.api = lambda: self.lease_ok and not self.membership
         members.handing_to = lambda: {self.winners[ip].node for ip in self.releasing if ip in self.winners}
+        # another host's claim on an address we announce is answered only while it is still ours
+        announcer.may_defend = self._ours_to_defend
+
+    def _ours_to_defend(self, ip: str) -> bool:
+        won = self.winners.get(ip)
+        return (
+            self.may_announce
+            and ip in self.current
+            and ip not in self.releasing
+            and won is not None
+            and won.node == self.node
+        )
 
     # -- the protocol interface ------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from onprem_lb.speaker.layer2 import announcer as l2
+from onprem_lb.speaker.layer2 import frames as l2
 
 MAC = bytes.fromhex("0200000000aa")
 ASKER = bytes.fromhex("0200000000bb")
