@@ -110,6 +110,15 @@ def test_the_seeds_demo_answers_from_the_client() -> None:
         pods = set(re.findall(r"POD: (nginx-app-\S+)", out))
         assert len(pods) >= 2, f"30 requests reached {pods}"
         assert "Welcome to nginx!" in out and "It works!" in out
+        # seed 000's hosts through the ingress address, routed by the real Traefik, and as HTTPRoutes
+        for line in (
+            "Host nginx.example.com: 200 Welcome to nginx!",
+            "Host httpd.example.com: 200 It works!",
+            "Host nginx.gw.example.com: 200 Welcome to nginx!, httproute/nginx",
+            "Host httpd.gw.example.com: 200 It works!, httproute/httpd",
+            "Host unknown.example.com: 404",
+        ):
+            assert line in out, line
     finally:
         for ns in ("seed-000", "seed-004"):
             kubectl("delete", "namespace", ns, "--wait=true", "--timeout=60s", check=False)
