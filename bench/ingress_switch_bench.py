@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from typing import Any
 
 from kubernetes import client
-from labkit import CLIENT, ENV, REPO, Request, failure_runs, lab_up, on, outage_record, sh
+from labkit import REPO, failure_runs, lab_up, outage_record, sh, start_stream, stop_stream
 
 RESULTS = REPO / "bench" / "results" / "ingress-switch.json"
 HOSTS = ("nginx.example.com", "httpd.example.com")
@@ -43,24 +42,15 @@ def address(api: client.ApiClient) -> str:
 
 def switch(api: client.ApiClient, to: str) -> dict[str, Any]:
     vip = address(api)
-    probes = {}
-    for i, host in enumerate(HOSTS):
-        stop = f"/run/stop-switch-{i}"
-        on(CLIENT, "rm", "-f", stop)
-        probes[host] = (stop, subprocess.Popen(
-            ["podman", "exec", CLIENT, "python3", "/usr/local/bin/httpprobe", "stream", f"http://{vip}/",
-             "--host", host, "--interval", "0.01", "--timeout", "1", "--duration", "590", "--until-file", stop],
-            stdout=subprocess.PIPE, text=True, env=ENV,
-        ))  # fmt: skip
+    probes = {host: (f"/run/stop-switch-{i}", start_stream(f"http://{vip}/", f"/run/stop-switch-{i}", host))
+              for i, host in enumerate(HOSTS)}  # fmt: skip
     time.sleep(2.0)
     started = time.time()
     took = converge(to)
     time.sleep(3.0)
     out: dict[str, Any] = {"to": to, "converge_s": took, "address_before": vip, "address_after": address(api)}
     for host, (stop, probe) in probes.items():
-        on(CLIENT, "touch", stop)
-        text, _ = probe.communicate(timeout=120)
-        requests = [Request(float(s), bool(ok), str(err), float(d)) for s, ok, err, d in json.loads(text)["requests"]]
+        requests = stop_stream(probe, stop)
         during = [r for r in requests if r.sent >= started]
         out[host] = {
             "requests": len(during),

@@ -72,11 +72,13 @@ def arp_owner(vip: str, macs: dict[str, str]) -> str | None:
     return macs.get(found.pop()) if len(found) == 1 else None
 
 
-def start_stream(url: str, stop_file: str) -> subprocess.Popen[str]:
+def start_stream(url: str, stop_file: str, host: str | None = None) -> subprocess.Popen[str]:
+    """A GET every 10 ms from the client until ``stop_file`` exists; ``host``: the Host header."""
     on(CLIENT, "rm", "-f", stop_file)
     return subprocess.Popen(
         ["podman", "exec", CLIENT, "python3", "/usr/local/bin/httpprobe", "stream", url,
-         "--interval", "0.01", "--timeout", "1", "--duration", "300", "--until-file", stop_file],
+         "--interval", "0.01", "--timeout", "1", "--duration", "300", "--until-file", stop_file,
+         *(["--host", host] if host else [])],
         stdout=subprocess.PIPE, text=True, env=ENV,
     )  # fmt: skip
 

@@ -22,6 +22,8 @@ import copy
 import ipaddress
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from ansible.module_utils.parsing.convert_bool import boolean
+
 from ansible_collections.onprem.ingress.plugins.module_utils.k8s_names import label_problem, subdomain_problem
 
 VARIANTS = ("loadbalancer", "nodeport", "hostnetwork", "externalips")
@@ -63,8 +65,6 @@ SETTINGS: Dict[str, Any] = {
     "gateway_api": bool,
 }
 OPTIONAL = ("lb_pool", "publish_status_address", "external_traffic_policy")
-TRUE = ("true", "yes", "on", "1")
-FALSE = ("false", "no", "off", "0")
 
 
 class IngressSettingsError(ValueError):
@@ -73,8 +73,11 @@ class IngressSettingsError(ValueError):
 
 def _typed(key: str, value: Any, kind: Any) -> Any:
     # as Ansible reads typed values (from -e they arrive as strings): 'false' is false, '2' is 2
-    if kind is bool and isinstance(value, TEXT) and value.strip().lower() in TRUE + FALSE:
-        return value.strip().lower() in TRUE
+    if kind is bool and not isinstance(value, bool):
+        try:
+            return boolean(value, strict=True)
+        except TypeError:
+            raise IngressSettingsError("setting %s=%r is not true or false" % (key, value)) from None
     if kind is int and isinstance(value, TEXT) and value.strip().isdigit():
         return int(value)
     # bool is an int in Python: a port or a replica count must not be True

@@ -311,8 +311,8 @@ class Announcer:
             for port in self._selected(ifaces):
                 port.leave(key)
 
-    def _burst(self, key: bytes) -> None:
-        task = self.loop.create_task(self._announce(key))
+    def _burst(self, key: bytes, after: float = 0.0, defending: bool = False) -> None:
+        task = self.loop.create_task(self._announce(key, after, defending))
         self._bursts.add(task)
         task.add_done_callback(self._bursts.discard)
 
@@ -368,9 +368,7 @@ class Announcer:
         ip = _text(key)
         log.warning("%s: host %s claimed it while this node announces it: announcing it again", ip, mac_text(mac))
         self._on_foreign_claim("arp" if len(key) == 4 else "ndp")
-        task = self.loop.create_task(self._announce(key, self.garp_count * self.garp_interval + 0.1, defending=True))
-        self._bursts.add(task)
-        task.add_done_callback(self._bursts.discard)
+        self._burst(key, self.garp_count * self.garp_interval + 0.1, defending=True)
 
     # -- receive path
 
