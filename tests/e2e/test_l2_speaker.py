@@ -68,6 +68,7 @@ def announced(lab: L2Lab, ns: str, name: str, *speaker_args: str) -> tuple[str, 
     lab.wait_ready()
     owner = metallb_first(list(NODES), ip)
     lab.wait_owner(ip, owner)
+    lab.wait_settled(ip, owner)
     return ip, owner
 
 

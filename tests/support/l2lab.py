@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from onprem_lb import address_states
 from tests.support.controlplane import CRD_DIR, REPO, SRC, kubectl, run_controlplane, stop_process, wait_for
 
 NETLAB = REPO / "lab" / "bin" / "netlab"
@@ -361,6 +362,36 @@ class L2Lab:
         except AssertionError:
             logs = "\n".join(f"--- {n}\n{s.log()[-3000:]}" for n, s in self.speakers.items())
             raise AssertionError(f"{ip}: wanted {want}, last seen {last[0]}\n{logs}") from None
+
+    def wait_settled(self, ip: str, owner: str, timeout: float = 20) -> None:
+        """Wait until the election of ``ip`` is over on every running speaker, as each one
+        publishes it on its Lease: ``owner`` announces it and no other speaker probes, announces
+        or still hands it over. Speakers started together do not know each other for their first
+        moments: one may win, probe or announce before it sees the owner, then hand over, and a
+        client that asks then hears it."""
+        answering = {"announcing", "holdingByMembership", "probing", "handingOver"}
+        last: list[dict[str, str]] = [{}]
+
+        def settled() -> bool:
+            states: dict[str, str] = {}
+            for item in self.get("leases", "-n", "metallb-system")["items"]:
+                node = item["spec"].get("holderIdentity", "")
+                if node in self.speakers:
+                    text = item["metadata"].get("annotations", {}).get(address_states.ANNOTATIONS["layer2"])
+                    decoded = address_states.decode(text)
+                    states[node] = decoded[0].get(ip, address_states.NOT_OWNER) if decoded else "unknown"
+            last[0] = states
+            others = {n: st for n, st in states.items() if n != owner}
+            return (
+                states.get(owner) == "announcing"
+                and len(states) == len(self.speakers)
+                and not answering & set(others.values())
+            )
+
+        try:
+            wait_for(f"{ip}'s election settled on {owner}", settled, timeout, 0.2)
+        except AssertionError:
+            raise AssertionError(f"{ip}: not settled on {owner}; states on the Leases: {last[0]}") from None
 
     def arping_macs(self, ip: str, iface: str = "eth0") -> set[str]:
         """The real arping (Thomas Habets' arping from Debian): MACs that replied to 3 requests."""

@@ -134,6 +134,7 @@ class Members(asyncio.DatagramProtocol):
         self._down: frozenset[str] = frozenset()  # nodes with a heartbeat address that are not alive
         self._skew_warned = 0.0
         self._heard: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        self._unconfirmed: frozenset[str] = frozenset()
         self.counting = False  # while the API cannot be reached: who is heard decides, so tell each change
 
     # -- asyncio protocol
@@ -224,6 +225,26 @@ class Members(asyncio.DatagramProtocol):
         quiet speakers that hear each other again regain one (quorum.py)."""
         return self._heard[0]
 
+    def unconfirmed(self) -> frozenset[str]:
+        """Peers not yet given ``dead_after`` to answer a watch: not watched, or watched for less
+        than that and not heard since the watch began. While the Leases decided, this node watched
+        only the owners it succeeds, so when the API stops answering it has not heard the others
+        lately; they are not dead for that. Layer2.live counts them (with a valid Lease) until
+        they had the time to answer, so that no speaker elects itself for the moment between the
+        switch and the first beats."""
+        return self._unconfirmed
+
+    def _compute_unconfirmed(self, now: float) -> frozenset[str]:
+        out = set()
+        for node in self.addresses:
+            since = self.watching.get(node)
+            peer = self.peers.get(node)
+            if node == self.me:
+                continue
+            if since is None or (now - since < self.dead_after and (peer is None or peer.last_seen < since)):
+                out.add(node)
+        return frozenset(out)
+
     def on_api(self, nodes: Iterable[str]) -> frozenset[str]:
         """Of ``nodes``, the peers whose last beat said they still renew their Lease."""
         return frozenset(n for n in nodes if n in self.peers and self.peers[n].api)
@@ -278,6 +299,7 @@ class Members(asyncio.DatagramProtocol):
         now = time.monotonic()
         self._down = self._compute_down(now)
         self._heard = self._compute_heard(now)
+        self._unconfirmed = self._compute_unconfirmed(now)
         self.on_change()
 
     # -- sending
@@ -349,13 +371,16 @@ class Members(asyncio.DatagramProtocol):
                 next_check = min(next_check, deadline)
         down = self._compute_down(now)
         heard = self._compute_heard(now)
+        unconfirmed = self._compute_unconfirmed(now)
+        for node in unconfirmed & self.watching.keys():  # when its time to answer the watch is up
+            next_check = min(next_check, self.watching[node] + self.dead_after)
         if died:
             log.info("speaker(s) %s stopped answering heartbeats", ", ".join(sorted(died)))
         for window in (self.quorum_window, self.dead_after):  # when the next heard peer would drop out
             for n in heard[0] if window == self.quorum_window else heard[1]:
                 next_check = min(next_check, self.peers[n].last_seen + window)
-        news = down != self._down or (self.counting and heard != self._heard)
-        self._down, self._heard = down, heard
+        news = down != self._down or (self.counting and (heard, unconfirmed) != (self._heard, self._unconfirmed))
+        self._down, self._heard, self._unconfirmed = down, heard, unconfirmed
         if news:
             self.on_change()
         return next_check

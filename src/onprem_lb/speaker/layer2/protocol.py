@@ -276,8 +276,11 @@ class Layer2:
         heard = self.members.heard_now()
         if self.membership:
             # the Leases are stale: who is heard and announces (or will: regaining), known or not -
-            # a holder that knew fewer speakers still elects from the same live set as the others
-            out = {n for n in self.members.alive_peers() if n in heard}
+            # a holder that knew fewer speakers still elects from the same live set as the others;
+            # and, for dead_after after the switch, a peer with a valid Lease that this node did
+            # not watch (members.unconfirmed): it had no reason to hear it while the Leases decided
+            pending = self.members.unconfirmed() & self.leased
+            out = {n for n in self.members.alive_peers() if n in heard or n in pending}
         else:
             out = {n for n in self.members.alive_peers() if n in self.leased or n in heard}
         if self.may_announce and not self.leaving:

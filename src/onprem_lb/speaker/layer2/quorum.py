@@ -31,14 +31,15 @@ Why this never gives two owners for one address: every holding speaker hears a m
 same ``known`` set, and two disjoint groups cannot both hold a majority of one set (nor both hold
 exactly half with the first node). So during an outage only one group of speakers announces, and
 within it every speaker hears every other one (each watches every speaker while the API is
-unreachable), so they elect from the same live set: the peers heard that announce or regain,
-whether or not they were in its own ``known`` (a speaker whose ``known`` missed a peer, cut off
-when the outage began, still elects as that peer does). A speaker cut off from the group stops
-hearing the majority within the quorum window and goes quiet before the others declare it dead
-(``dead_after``) and take its addresses. What it does not cover: two groups whose ``known`` sets
-differ so much that each holds a majority of its own (it takes speakers that joined or left in
-the renew period before the outage, on both sides of a split), and one-way packet loss, both of
-which the Lease rule shares.
+unreachable; one not watched until then counts live for ``dead_after`` while it has a valid
+Lease, members.Members.unconfirmed), so they elect from the same live set: the peers heard that
+announce or regain, whether or not they were in its own ``known`` (a speaker whose ``known``
+missed a peer, cut off when the outage began, still elects as that peer does). A speaker cut
+off from the group stops hearing the majority within the quorum window and goes quiet before
+the others declare it dead (``dead_after``) and take its addresses. What it does not cover: two
+groups whose ``known`` sets differ so much that each holds a majority of its own (it takes
+speakers that joined or left in the renew period before the outage, on both sides of a split),
+and one-way packet loss, both of which the Lease rule shares.
 """
 
 from __future__ import annotations

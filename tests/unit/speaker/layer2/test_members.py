@@ -167,6 +167,24 @@ def test_a_watched_node_is_dead_only_after_being_heard_then_silent() -> None:
     assert m.watching == {}
 
 
+def test_a_peer_is_unconfirmed_until_watched_for_dead_after_or_heard_since() -> None:
+    m, _wire, changes = make(interval=0.1, dead_after=0.4)
+    beat(m, "n2", 1, 1)  # heard before any watch
+    assert m.unconfirmed() == {"n2", "n3"}  # neither watched yet
+    m.set_watch({"n2", "n3"})
+    now = time.monotonic()
+    assert m.check(now) <= m.watching["n3"] + 0.4  # the check comes back when their time is up
+    assert m.unconfirmed() == {"n2", "n3"}  # n2's beat came before the watch began
+    beat(m, "n2", 1, 2)
+    m.check(time.monotonic())
+    assert m.unconfirmed() == {"n3"}  # heard since the watch began
+    m.counting = True
+    changes.clear()
+    m.check(m.watching["n3"] + 0.41)
+    assert m.unconfirmed() == frozenset() and changes  # n3 had its time: told while counting
+    assert m.alive("n3")  # not dead: never heard, so its Lease (or, without the API, silence) decides
+
+
 def test_unwatched_silence_is_not_death() -> None:
     m, _wire, _changes = make()
     beat(m, "n2", 1, 1)

@@ -297,6 +297,26 @@ def test_two_quiet_speakers_that_hear_each_other_again_regain_their_quorum() -> 
     assert n1.live() == {"n1"} and n1.hold().holds and n1._regaining_since is None
 
 
+def test_at_the_switch_a_peer_with_a_valid_lease_stays_live_until_it_had_time_to_answer() -> None:
+    """Found in the e2e outage test: n2, not n1's successor, had not watched n1; when the API
+    stopped answering it heard nobody for a moment, elected itself and announced n1's address
+    for a few milliseconds. Peers with a valid Lease stay live until watched for dead_after."""
+    n1 = layer2()
+    known_to(n1)
+    outage = outage_view(leased=frozenset({"n2", "n3"}))
+    n1._follow(outage)
+    assert n1.live() == {"n1", "n2", "n3"}  # not watched yet: not dead for that
+    n1._decide(outage)  # the switch watches every speaker
+    assert set(n1.members.watching) == {"n2", "n3"}
+    beat(n1, "n2", api=False)
+    n1.members.check(time.monotonic())
+    assert n1.live() == {"n1", "n2", "n3"}  # n2 heard, n3 still has its time
+    n1.members.check(n1.members.watching["n3"] + n1.members.dead_after)
+    assert n1.live() == {"n1", "n2"}  # n3 never answered: without the API, silence decides
+    n1._follow(outage_view())  # its Lease looks expired now
+    assert "n3" not in n1.live()
+
+
 def test_a_speaker_that_announced_goes_on_holding_without_regaining() -> None:
     n1 = layer2()
     known_to(n1)
