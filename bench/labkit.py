@@ -1,7 +1,7 @@
 """What the lab benchmarks share: the running lab (`make lab`), its client, and the API.
 
 The benchmarks drive the lab `lab/bin/lab up` brings up (three podman nodes, a client, the real
-control plane, kwok, kube-proxy and real web servers as Pods; see DESIGN.md, "The lab").
+control plane, kwok, kube-proxy and real web servers as Pods; see docs/guides/lab.md).
 """
 
 from __future__ import annotations

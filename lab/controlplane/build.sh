@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the lab's Kubernetes from the Go module proxy: kube-apiserver, kube-controller-manager,
-# kube-scheduler, kube-proxy, kubectl, etcd, and kwok (the kubelet stand-in, see DESIGN.md).
+# kube-scheduler, kube-proxy, kubectl, etcd, and kwok (the kubelet stand-in, see docs/guides/lab.md).
 #
 # `go install k8s.io/kubernetes/cmd/...@vX` cannot work: k8s.io/kubernetes requires its staging
 # modules at v0.0.0 and replaces them with ./staging/src/..., and Go refuses `install pkg@version`

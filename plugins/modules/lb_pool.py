@@ -229,13 +229,15 @@ from ansible_collections.onprem.ingress.plugins.module_utils.ipam import (
     HAS_NETADDR,
     NETADDR_IMPORT_ERROR,
     IpamError,
+    find_overlaps,
+    pools_from_specs,
+)
+from ansible_collections.onprem.ingress.plugins.module_utils.pool_checks import (
     find_cidr_conflicts,
     find_node_conflicts,
     find_outside_node_subnets,
-    find_overlaps,
     parse_node_addresses,
     parse_node_subnets,
-    pools_from_specs,
 )
 
 SPEC_KEYS = {"auto_assign": "autoAssign", "avoid_buggy_ips": "avoidBuggyIPs", "service_allocation": "serviceAllocation"}

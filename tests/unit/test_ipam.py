@@ -11,20 +11,22 @@ from ansible_collections.onprem.ingress.plugins.module_utils.ipam import (
     Allocator,
     IpamError,
     LabelSelector,
-    NodeConflict,
-    OutsideNodeSubnets,
     Pool,
     ServiceRequest,
     address_text,
+    find_overlaps,
+    parse_address,
+    pools_from_specs,
+    request_from_service,
+)
+from ansible_collections.onprem.ingress.plugins.module_utils.pool_checks import (
+    NodeConflict,
+    OutsideNodeSubnets,
     find_cidr_conflicts,
     find_node_conflicts,
     find_outside_node_subnets,
-    find_overlaps,
-    parse_address,
     parse_node_addresses,
     parse_node_subnets,
-    pools_from_specs,
-    request_from_service,
     subtract_ranges,
 )
 from hypothesis import given, settings
