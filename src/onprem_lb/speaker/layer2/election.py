@@ -44,6 +44,15 @@ class Announcement:
     services: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Decision:
+    """One election, as a node sees it: the owner of each address it elects, and why this node
+    may not announce the addresses of its Services that it does not win (why_not_eligible)."""
+
+    winners: Mapping[str, Announcement]
+    not_eligible: Mapping[str, str]
+
+
 def order_key(node: str, ip: str) -> bytes:
     """MetalLB's layer 2 order: the node with the smallest sha256(node#ip) announces."""
     return hashlib.sha256(f"{node}#{ip}".encode()).digest()

@@ -16,7 +16,7 @@ Every address the node knows of gets a state, announced or not, with the reason.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from onprem_lb.speaker.layer2.election import Announcement
@@ -37,6 +37,17 @@ class Claim:
 
     node: str
     last_seen: float
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What the heartbeats said when the plan was made (members.Members.claims), frozen: per
+    address, the last peer heard claiming it (alive or not) and the live peers claiming it now;
+    and the live peers."""
+
+    last_claims: Mapping[str, Claim] = field(default_factory=dict)
+    claimed: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    alive: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -63,13 +74,12 @@ def plan(
     announced_once: frozenset[str] | set[str],
     probe_first: bool,
     handover_timeout: float,
-    last_claim: Callable[[str], Claim | None],
-    alive: Callable[[str], bool],
-    claimed_by: Callable[[str], Sequence[str]],
+    heard: Heard,
 ) -> Plan:
     """What to announce now. ``current``: what we announce (address -> interfaces); ``releasing``:
     handovers in progress; ``blocked``: address -> retry time after a conflict; ``probing``:
-    probes running; ``announced_once``: addresses we announced before (no second probe)."""
+    probes running; ``announced_once``: addresses we announced before (no second probe);
+    ``heard``: the peers' claims and liveness."""
     out = Plan(releasing=dict(releasing))
     out.states = dict(not_eligible)
     mine = {ip: a for ip, a in winners.items() if a.node == me}
@@ -93,21 +103,21 @@ def plan(
         if ip in probing:
             out.states[ip] = PROBING
             continue
-        previous = last_claim(ip)
+        previous = heard.last_claims.get(ip)
         if probe_first and previous is None and ip not in announced_once:
             out.probe.append(ip)
             out.states[ip] = PROBING
             continue
         out.announce[ip] = ann.interfaces
         out.states[ip] = ANNOUNCING
-        if previous is not None and not alive(previous.node):
+        if previous is not None and previous.node not in heard.alive:
             out.reannounce_after.append(max(0.0, now - previous.last_seen))
     for ip, interfaces in current.items():
         if ip in out.announce:
             continue
         winner = winners.get(ip)
         deadline = out.releasing.setdefault(ip, now + handover_timeout)
-        new_owner_claims = winner is not None and winner.node in claimed_by(ip)
+        new_owner_claims = winner is not None and winner.node in heard.claimed.get(ip, ())
         if winner is not None and not new_owner_claims and now < deadline:
             out.announce[ip] = interfaces  # keep answering until the next owner does
             out.states[ip] = HANDING_OVER

@@ -262,6 +262,22 @@ class Members(asyncio.DatagramProtocol):
             n for n, p in self.peers.items() if ip in p.owned and now - p.last_seen < self.dead_after and self.alive(n)
         )
 
+    def claims(self) -> tuple[dict[str, Peer], dict[str, frozenset[str]]]:
+        """For every address claimed in a beat, at once: the peer most recently heard claiming it
+        (``last_claim``) and the live peers heard lately claiming it (``claimed_by``)."""
+        now = time.monotonic()
+        last: dict[str, Peer] = {}
+        claimed: dict[str, set[str]] = {}
+        for node, peer in self.peers.items():
+            recent = now - peer.last_seen < self.dead_after and self.alive(node)
+            for ip in peer.owned:
+                before = last.get(ip)
+                if before is None or peer.last_seen > before.last_seen:
+                    last[ip] = peer
+                if recent:
+                    claimed.setdefault(ip, set()).add(node)
+        return last, {ip: frozenset(nodes) for ip, nodes in claimed.items()}
+
     def last_claim(self, ip: str) -> Peer | None:
         """The peer (alive or not) most recently heard claiming ``ip``."""
         claims = [p for p in self.peers.values() if ip in p.owned]

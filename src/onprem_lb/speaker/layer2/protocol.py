@@ -88,8 +88,7 @@ class Layer2:
         self.leaving = False
         self.leased: frozenset[str] = frozenset()
         self.current: dict[str, election.Announcement] = {}  # our announcements (address -> decision)
-        self.winners: dict[str, election.Announcement] = {}
-        self.not_eligible: dict[str, str] = {}  # address -> why this node may not announce it
+        self.winners: Mapping[str, election.Announcement] = {}
         self.states: dict[str, str] = {}  # address -> handover state or reason (reported on change)
         self._published = address_states.Publisher("layer2")  # self.states, on our Lease
         self._state_counts: dict[str, int] = {}
@@ -152,20 +151,17 @@ class Layer2:
         now = time.monotonic()
         fenced_now = self.may_announce and not view.may_announce
         self._follow(view)
-        self.winners = self._decide(view)
+        decision = self._decide(view)
+        self.winners = decision.winners
         # forget what no longer matters: an address gone from every Service is probed again if it returns
         self.blocked = {ip: t for ip, t in self.blocked.items() if t > now and ip in self.winners}
         self.announced_once &= self.winners.keys() | self.current.keys()
-
-        def last_claim(ip: str) -> handover.Claim | None:
-            peer = self.members.last_claim(ip)
-            return None if peer is None else handover.Claim(peer.node, peer.last_seen)
 
         quiet = view.quiet_reason or handover.FENCED
         step = handover.plan(
             me=self.node,
             winners=self.winners,
-            not_eligible=self.not_eligible,
+            not_eligible=decision.not_eligible,
             current={ip: a.interfaces for ip, a in self.current.items()},
             lease_ok=view.may_announce,
             now=now,
@@ -175,9 +171,7 @@ class Layer2:
             announced_once=self.announced_once,
             probe_first=self.probe_first,
             handover_timeout=self.handover_timeout,
-            last_claim=last_claim,
-            alive=self.members.alive,
-            claimed_by=self.members.claimed_by,
+            heard=self._heard(),
         )
         if not view.may_announce:  # fenced, or without a quorum: say which
             step.states.update({ip: quiet for ip, st in step.states.items() if st == handover.FENCED})
@@ -205,7 +199,7 @@ class Layer2:
         await self.members.leave()
         deadline = time.monotonic() + self.handover_timeout
         while owned and time.monotonic() < deadline:
-            self.winners = self._decide(view())
+            self.winners = self._decide(view()).winners
             pending = {
                 ip for ip in owned if ip in self.winners and self.winners[ip].node not in self.members.claimed_by(ip)
             }
@@ -289,9 +283,15 @@ class Layer2:
 
     # -- the decision ----------------------------------------------------------------------------
 
-    def _decide(self, view: View) -> dict[str, election.Announcement]:
-        """The election's answer now (address -> owner); why this node may not announce the rest
-        is left in ``self.not_eligible``."""
+    def _heard(self) -> handover.Heard:
+        """The heartbeats' news for handover.plan, frozen."""
+        last, claimed = self.members.claims()
+        claims = {ip: handover.Claim(peer.node, peer.last_seen) for ip, peer in last.items()}
+        return handover.Heard(claims, claimed, self.members.alive_peers())
+
+    def _decide(self, view: View) -> election.Decision:
+        """The election's answer now (address -> owner), and why this node may not announce the
+        addresses it does not win."""
         live = self.live()
         metrics.live_speakers.set(len(live))
         inputs: dict[str, Any] = {
@@ -302,7 +302,7 @@ class Layer2:
             "pool_of": view.config.pool_of,
             "pool_labels": view.config.pool_labels,
         }
-        self.not_eligible = election.why_not_eligible(view.services, self.node, **inputs)
+        not_eligible = election.why_not_eligible(view.services, self.node, **inputs)
         winners, successors = election.elect_with_successors(view.services, spread=self.spread, **inputs)
         if self.spread:  # bounded load: one node going moves others' addresses, so everyone watches everyone
             watch: set[str] = set(live)
@@ -312,7 +312,7 @@ class Layer2:
             watch |= self.members.addresses.keys()
         self.members.set_watch(watch)
         metrics.watched_speakers.set(len(self.members.watching))
-        return winners
+        return election.Decision(winners, not_eligible)
 
     def _report_states(self, states: Mapping[str, str]) -> None:
         """Log each address whose state changed (why it is not announced, if it is not) and count

@@ -37,9 +37,8 @@ def run(**given: Any) -> handover.Plan:
         "announced_once": set(),
         "probe_first": True,
         "handover_timeout": 2.0,
-        "last_claim": claims.get,
-        "alive": lambda n: n in alive,
-        "claimed_by": lambda ip: [n for n, c in claims.items() if c.node == n and n in alive and ip == IP],
+        # who claims an address now: only what a case gives (a new owner's claim ends a handover)
+        "heard": handover.Heard(claims, given.pop("claimed", {}), frozenset(alive)),
     }
     args.update(given)
     return handover.plan(**args)
@@ -74,7 +73,7 @@ CASES: list[tuple[str, dict[str, Any], bool, str]] = [
     ),
     (
         "lost, new owner claims it",
-        {"winners": {IP: ann(OTHER)}, "current": {IP: ()}, "claims": {OTHER: Claim(OTHER, NOW)}},
+        {"winners": {IP: ann(OTHER)}, "current": {IP: ()}, "claimed": {IP: frozenset({OTHER})}},
         False,
         handover.NOT_OWNER,
     ),
@@ -146,9 +145,7 @@ def test_every_address_gets_a_state_and_only_announced_ones_say_so(
         announced_once=set(),
         probe_first=False,
         handover_timeout=2.0,
-        last_claim=lambda ip: None,
-        alive=lambda n: True,
-        claimed_by=lambda ip: [],
+        heard=handover.Heard(alive=frozenset({ME, OTHER})),
     )
     for ip, state in step.states.items():
         assert (ip in step.announce) is (state in handover.ANNOUNCED_STATES), (ip, state)

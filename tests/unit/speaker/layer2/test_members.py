@@ -61,6 +61,20 @@ def test_heartbeat_codec_signed_and_plain() -> None:
     assert members.decode(b"not json", None) is None
 
 
+def test_claims_at_once_are_last_claim_and_claimed_by_for_every_address() -> None:
+    m, _wire, _changes = make(interval=0.1, dead_after=0.4)
+    a, b, c = "192.0.2.240", "192.0.2.241", "2001:db8::1"
+    beat(m, "n2", 1, 1, owned=[a, b])
+    beat(m, "n3", 1, 1, owned=[b, c])
+    beat(m, "n9", 1, 1, owned=[c])  # no Lease names it: heard, never live
+    m.peers["n2"].last_seen -= 1.0  # n2 heard a second ago: its claims are old
+    last, claimed = m.claims()
+    for ip in (a, b, c, "192.0.2.99"):
+        assert last.get(ip) is m.last_claim(ip), ip
+        assert claimed.get(ip, frozenset()) == set(m.claimed_by(ip)), ip
+    assert last[b].node == "n3" and claimed == {b: {"n3"}, c: {"n3"}}
+
+
 def test_order_incarnation_flags_and_addresses() -> None:
     m, _wire, changes = make()
     assert m.alive("n2")  # never heard: its Lease decides, so it counts as live
