@@ -110,8 +110,7 @@ class Cluster:
         self.watchers: dict[str, set[str]] = {}  # owner -> the speakers watching it
 
     async def start(self, name: str) -> None:
-        owned = self.owned[name]
-        m = Members(name, secret=SECRET, owned=lambda: owned)
+        m = Members(name, secret=SECRET)
         counter = Counting(m)
         self.members[name], self.counters[name] = m, counter
         loop = asyncio.get_running_loop()
@@ -135,6 +134,7 @@ class Cluster:
                 watch[successor].add(ann.node)
                 self.watchers.setdefault(ann.node, set()).add(successor)
         for name in live:
+            self.members[name].say(owned=self.owned[name])
             self.members[name].set_watch(watch[name])
 
     async def kill(self, name: str) -> None:

@@ -98,10 +98,6 @@ class Members(asyncio.DatagramProtocol):
         refresh: float = 1.0,
         max_skew: float = 10.0,
         secret: bytes | None = None,
-        owned: Callable[[], Iterable[str]] = lambda: (),
-        fenced: Callable[[], bool] = lambda: False,
-        api: Callable[[], bool] = lambda: True,
-        handing_to: Callable[[], Iterable[str]] = lambda: (),
         on_change: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -114,13 +110,14 @@ class Members(asyncio.DatagramProtocol):
         self.refresh = max(refresh, interval)
         self.max_skew = max_skew
         self.secret = secret
-        self.owned = owned
-        self.fenced = fenced
-        self.api = api  # whether this node reaches the API and goes by Leases (told to peers)
+        # what this node's beats say about it (say(): its speaker tells it on every change)
+        self.owned: frozenset[str] = frozenset()  # the addresses it announces
+        self.fenced = False  # it announces nothing (cannot renew its Lease, no quorum)
+        self.api = True  # it reaches the API server and decides who is live by Leases
+        self.handing_to: frozenset[str] = frozenset()  # new owners of what it still answers for
         # a peer counts toward a quorum while heard within this window: shorter than dead_after, so
         # a node cut off from the others goes quiet before they declare it dead and take over
         self.quorum_window = max(interval, dead_after - interval)
-        self.handing_to = handing_to  # new owners of what we still answer for: they must hear our claim
         self.on_change = on_change
         self.clock = clock  # wall clock, for the send-time window only
         self.peers: dict[str, Peer] = {}
@@ -328,9 +325,9 @@ class Members(asyncio.DatagramProtocol):
             "inc": self.incarnation,
             "seq": self._seq,
             "t": round(self.clock(), 3),
-            "fenced": self.fenced(),
-            "api": self.api(),
-            "owned": sorted(self.owned()),
+            "fenced": self.fenced,
+            "api": self.api,
+            "owned": sorted(self.owned),
         }
         if self.leaving:
             msg["leaving"] = True
@@ -355,14 +352,32 @@ class Members(asyncio.DatagramProtocol):
     def targets(self, now: float) -> tuple[set[str], set[str]]:
         """Who gets a beat now: (plain beats, beats that also ask for a watch)."""
         self.subscribers = {n: t for n, t in self.subscribers.items() if t > now}
-        plain = set(self.subscribers) | set(self.handing_to())
-        mine = set(self.owned())
+        plain = set(self.subscribers) | self.handing_to
+        mine = self.owned
         if mine:  # a peer lately heard claiming what we now own: tell it we answer (handover)
             plain |= {n for n, p in self.peers.items() if p.owned & mine and now - p.last_seen < self.dead_after}
         asking = {n for n in self.watching if n in plain or now - self._wanted.get(n, 0.0) >= self.refresh}
         for n in asking:
             self._wanted[n] = now
         return plain - asking, asking
+
+    def say(
+        self,
+        *,
+        owned: Iterable[str] | None = None,
+        fenced: bool | None = None,
+        api: bool | None = None,
+        handing_to: Iterable[str] | None = None,
+    ) -> None:
+        """What this node's beats say from now on (what is not given stays as it was)."""
+        if owned is not None:
+            self.owned = frozenset(owned)
+        if fenced is not None:
+            self.fenced = fenced
+        if api is not None:
+            self.api = api
+        if handing_to is not None:
+            self.handing_to = frozenset(handing_to)
 
     def beat_now(self) -> None:
         """Send a beat at once to everyone who gets one (e.g. after taking an address, so a

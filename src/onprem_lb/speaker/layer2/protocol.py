@@ -100,15 +100,22 @@ class Layer2:
         self._status_dirty = asyncio.Event()
         self._wake: Callable[[], None] = lambda: None
         self._transport: asyncio.BaseTransport | None = None
-        members.owned = lambda: self.current
-        # a speaker regaining a quorum beats as live before it announces (hold())
-        members.fenced = lambda: not self.may_announce and self._regaining_since is None
-        # told in beats: "my Leases decide who is live" - a node whose Lease lapsed then yields to
-        # this one; a node just back from an outage (membership mode) still counts who it hears
-        members.api = lambda: self.lease_ok and not self.membership
-        members.handing_to = lambda: {self.winners[ip].node for ip in self.releasing if ip in self.winners}
+        self._tell_members()
         # another host's claim on an address we announce is answered only while it is still ours
         announcer.may_defend = self._ours_to_defend
+
+    def _tell_members(self) -> None:
+        """What our beats say, from what this node now announces and why (members.Members.say):
+        called wherever one of these changes, before any beat that must carry it."""
+        self.members.say(
+            owned=self.current,
+            # a speaker regaining a quorum beats as live before it announces (hold())
+            fenced=not self.may_announce and self._regaining_since is None,
+            # "my Leases decide who is live": a node whose Lease lapsed then yields to this one; a
+            # node just back from an outage (membership mode) still counts who it hears
+            api=self.lease_ok and not self.membership,
+            handing_to={self.winners[ip].node for ip in self.releasing if ip in self.winners},
+        )
 
     def _ours_to_defend(self, ip: str) -> bool:
         won = self.winners.get(ip)
@@ -200,6 +207,7 @@ class Layer2:
         deadline = time.monotonic() + self.handover_timeout
         while owned and time.monotonic() < deadline:
             self.winners = self._decide(view()).winners
+            self._tell_members()
             pending = {
                 ip for ip in owned if ip in self.winners and self.winners[ip].node not in self.members.claimed_by(ip)
             }
@@ -208,6 +216,7 @@ class Layer2:
             await asyncio.sleep(0.02)
         self.announcer.set_owned({})
         self.current = {}
+        self._tell_members()
         metrics.owned_addresses.set(0)
         with contextlib.suppress(asyncio.TimeoutError):  # the API may be gone: they are stale, not wrong
             await asyncio.wait_for(self._delete_own_statuses(), self.handover_timeout)
@@ -239,6 +248,7 @@ class Layer2:
             except ValueError:
                 continue  # no heartbeat address: never counted live (members hears nobody there)
         self.members.set_addresses(addresses)
+        self._tell_members()
         if view.may_announce and not was_allowed:
             self.members.beat_now()
 
@@ -250,21 +260,28 @@ class Layer2:
         hear it, and it them, before any of them elects, so none elects without the others and two
         never take the same address."""
         if not self._prepared or self.leaving:
-            self._regaining_since = None
+            self._regaining(None)
             return quorum.decide(self.node, None, (), ())
         known = self.known or frozenset({self.node})
         heard = self.members.quorum_heard() & known
         decision = quorum.decide(self.node, known, heard, self.members.on_api(heard))
         if not decision.holds or self.may_announce:
-            self._regaining_since = None
+            self._regaining(None)
             return decision
         now = time.monotonic()
-        if self._regaining_since is None:
-            self._regaining_since = now
+        since = self._regaining_since
+        if since is None:
+            since = now
+            self._regaining(since)
             self.members.beat_now()
-        if now - self._regaining_since < self.members.dead_after:
+        if now - since < self.members.dead_after:
             return quorum.regaining(decision)
         return decision
+
+    def _regaining(self, since: float | None) -> None:
+        if since != self._regaining_since:
+            self._regaining_since = since
+            self._tell_members()  # regaining beats as live, not fenced
 
     def live(self) -> set[str]:
         heard = self.members.heard_now()
@@ -348,6 +365,7 @@ class Layer2:
                     message = f'announcing from node "{self.node}" with protocol "layer2"'
                     self._event(svc, "Normal", "nodeAssigned", message)
         self.current = new_current
+        self._tell_members()
         metrics.owned_addresses.set(len(self.current))
         if added or removed:
             self.members.beat_now()

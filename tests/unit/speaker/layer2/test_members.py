@@ -153,12 +153,11 @@ def test_a_subscriber_gets_beats_at_once_until_its_subscription_lapses() -> None
 
 
 def test_a_peer_that_claimed_what_we_own_hears_our_claim() -> None:
-    owned: set[str] = set()
-    m, _wire, _changes = make(owned=lambda: owned)
+    m, _wire, _changes = make()
     beat(m, "n2", 1, 1, owned=["192.0.2.240"])
     now = time.monotonic()
     assert m.targets(now) == (set(), set())
-    owned.add("192.0.2.240")  # we took it over: the previous owner must learn, to go quiet
+    m.say(owned={"192.0.2.240"})  # we took it over: the previous owner must learn, to go quiet
     assert m.targets(now) == ({"n2"}, set())
     assert m.targets(now + m.dead_after) == (set(), set())  # not heard lately: no more
 

@@ -284,11 +284,11 @@ def test_two_quiet_speakers_that_hear_each_other_again_regain_their_quorum() -> 
     n1 = layer2()
     known_to(n1)
     n1._follow(dataclasses.replace(outage_view(), may_announce=False, quiet_reason=quorum.NO_QUORUM))
-    assert n1.hold().reason == quorum.NO_QUORUM and n1.members.fenced()
+    assert n1.hold().reason == quorum.NO_QUORUM and n1.members.fenced
     beat(n1, "n2", api=False, fenced=True)
     first = n1.hold()
     assert not first.holds and first.reason == quorum.REGAINING and first.heard == 2, first
-    assert not n1.members.fenced()  # its beats say it is live now, before it announces
+    assert not n1.members.fenced  # its beats say it is live now, before it announces
     assert n1.live() == set()  # n2 is quiet: not elected; n1 itself not yet allowed
     time.sleep(n1.members.dead_after + 0.05)
     beat(n1, "n2", api=False, fenced=True, seq=2)
@@ -362,11 +362,11 @@ def test_a_speaker_not_yet_ready_or_leaving_never_holds() -> None:
 def test_beats_say_whether_this_node_goes_by_leases() -> None:
     n1 = layer2()
     n1._follow(make_view())
-    assert n1.members.api() is True
+    assert n1.members.api is True
     n1._follow(dataclasses.replace(make_view(), membership=True))  # back, but the Leases not caught up
-    assert n1.members.api() is False
+    assert n1.members.api is False
     n1._follow(outage_view())
-    assert n1.members.api() is False
+    assert n1.members.api is False
 
 
 def test_membership_mode_watches_every_known_speaker() -> None:
