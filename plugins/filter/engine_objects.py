@@ -18,64 +18,10 @@ from ansible.errors import AnsibleFilterError
 from ansible.module_utils.six import string_types
 
 from ansible_collections.onprem.ingress.plugins.module_utils.k8s_names import label_problem, subdomain_problem
+from ansible_collections.onprem.ingress.plugins.module_utils.metallb_kinds import CONFIG_KINDS
 
 # kind -> (apiVersion, the spec fields MetalLB's API documents for it)
-METALLB_KINDS: Dict[str, Any] = {
-    "IPAddressPool": ("metallb.io/v1beta1", ("addresses", "autoAssign", "avoidBuggyIPs", "serviceAllocation")),
-    "L2Advertisement": (
-        "metallb.io/v1beta1",
-        ("ipAddressPools", "ipAddressPoolSelectors", "nodeSelectors", "interfaces"),
-    ),
-    "BGPAdvertisement": (
-        "metallb.io/v1beta1",
-        (
-            "aggregationLength",
-            "aggregationLengthV6",
-            "localPref",
-            "communities",
-            "ipAddressPools",
-            "ipAddressPoolSelectors",
-            "nodeSelectors",
-            "peers",
-        ),
-    ),
-    "BGPPeer": (
-        "metallb.io/v1beta2",
-        (
-            "myASN",
-            "peerASN",
-            "dynamicASN",
-            "peerAddress",
-            "sourceAddress",
-            "peerPort",
-            "holdTime",
-            "keepaliveTime",
-            "connectTime",
-            "routerID",
-            "ebgpMultiHop",
-            "nodeSelectors",
-            "password",
-            "passwordSecret",
-            "bfdProfile",
-            "enableGracefulRestart",
-            "vrf",
-            "disableMP",
-        ),
-    ),
-    "Community": ("metallb.io/v1beta1", ("communities",)),
-    "BFDProfile": (
-        "metallb.io/v1beta1",
-        (
-            "receiveInterval",
-            "transmitInterval",
-            "detectMultiplier",
-            "echoInterval",
-            "echoMode",
-            "passiveMode",
-            "minimumTtl",
-        ),
-    ),
-}
+METALLB_KINDS: Dict[str, Any] = {k.kind: (k.api_version, k.fields) for k in CONFIG_KINDS}
 ITEM_KEYS = ("name", "labels")
 
 

@@ -25,8 +25,10 @@ else:
 
 from ansible_collections.onprem.ingress.plugins.module_utils.config_model import ConfigSnapshot, build_config
 from ansible_collections.onprem.ingress.plugins.module_utils.kubeconfig import kubeconfig_problem
+from ansible_collections.onprem.ingress.plugins.module_utils.metallb_kinds import BY_KIND, GROUP
 
-POOL_GROUP, POOL_VERSION, POOL_PLURAL = "metallb.io", "v1beta1", "ipaddresspools"
+_POOL = BY_KIND["IPAddressPool"]
+POOL_GROUP, POOL_VERSION, POOL_PLURAL = GROUP, _POOL.version, _POOL.plural
 
 CLUSTER_ARGSPEC: Dict[str, Dict[str, Any]] = {
     "kubeconfig": {"type": "path"},

@@ -31,10 +31,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
-from . import ipam
+from . import ipam, metallb_kinds
 
 READY = "Ready"
-KINDS = ("IPAddressPool", "L2Advertisement", "BGPAdvertisement", "BGPPeer", "Community", "BFDProfile")
+KINDS = tuple(k.kind for k in metallb_kinds.CONFIG_KINDS)
 
 
 @dataclass(frozen=True)
@@ -660,14 +660,7 @@ def build_config(
     )
 
 
-_ARGUMENT_OF_KIND = {
-    "IPAddressPool": "pools",
-    "L2Advertisement": "l2_advertisements",
-    "BGPAdvertisement": "bgp_advertisements",
-    "BGPPeer": "peers",
-    "Community": "communities",
-    "BFDProfile": "bfd_profiles",
-}
+_ARGUMENT_OF_KIND = {k.kind: k.config for k in metallb_kinds.CONFIG_KINDS}
 
 
 def config_from_objects(objects: Sequence[Mapping[str, Any]]) -> ConfigSnapshot:

@@ -23,22 +23,10 @@ from lightkube import ApiError, AsyncClient
 from lightkube.resources.core_v1 import Namespace, Service
 from lightkube.types import PatchType
 
-from onprem_lb import ipam, metrics
+from onprem_lb import ipam, metallb_kinds, metrics
 from onprem_lb.config import ConfigSnapshot, build_config, slim_object
 from onprem_lb.controller.status import ConfigStatus
-from onprem_lb.k8s import (
-    TRANSIENT,
-    BFDProfile,
-    BGPAdvertisement,
-    BGPPeer,
-    Community,
-    EventRecorder,
-    Informer,
-    IPAddressPool,
-    L2Advertisement,
-    RepeatedFailure,
-    explain,
-)
+from onprem_lb.k8s import RESOURCES, TRANSIENT, EventRecorder, Informer, RepeatedFailure, explain
 from onprem_lb.k8s.leader import LeaderElector
 from onprem_lb.tasks import first
 
@@ -140,16 +128,16 @@ class Controller:
             client, Namespace, namespace_labels, self._namespace_changed, namespace=None, name="namespaces"
         )
 
-        def config_objects(resource: Any, name: str) -> Informer[dict[str, Any]]:
-            return Informer(client, resource, slim_object, self._config_changed, namespace=namespace, name=name)
-
-        self.pools = config_objects(IPAddressPool, "ipaddresspools")
-        self.l2ads = config_objects(L2Advertisement, "l2ads")
-        self.bgpads = config_objects(BGPAdvertisement, "bgpads")
-        # read for the advertisements' references (peers, community aliases) and the peers' BFD profiles
-        self.peers = config_objects(BGPPeer, "bgppeers")
-        self.communities = config_objects(Community, "communities")
-        self.bfd_profiles = config_objects(BFDProfile, "bfdprofiles")
+        # every configuration kind: the pools and advertisements, and what the advertisements
+        # refer to (peers, community aliases) and the peers' BFD profiles
+        self.config_kinds: dict[str, Informer[dict[str, Any]]] = {
+            k.kind: Informer(
+                client, RESOURCES[k.kind], slim_object, self._config_changed, namespace=namespace, name=k.plural
+            )
+            for k in metallb_kinds.CONFIG_KINDS
+            if "controller" in k.readers
+        }
+        self.pools = self.config_kinds["IPAddressPool"]
 
     # -- queue -----------------------------------------------------------------------------------
 
@@ -228,12 +216,7 @@ class Controller:
 
     def _rebuild_config(self) -> None:
         self.snapshot = build_config(
-            pools=list(self.pools.items.values()),
-            l2_advertisements=list(self.l2ads.items.values()),
-            bgp_advertisements=list(self.bgpads.items.values()),
-            peers=list(self.peers.items.values()),
-            communities=list(self.communities.items.values()),
-            bfd_profiles=list(self.bfd_profiles.items.values()),
+            **{metallb_kinds.BY_KIND[kind].config: list(i.items.values()) for kind, i in self.config_kinds.items()}
         )
         displaced = self.allocator.set_pools(self.snapshot.pools)
         self.allocator.ignored = self.snapshot.ignored_pools()
@@ -255,16 +238,7 @@ class Controller:
         return kept
 
     async def run(self) -> None:
-        informers = [
-            self.namespaces,
-            self.pools,
-            self.l2ads,
-            self.bgpads,
-            self.peers,
-            self.communities,
-            self.bfd_profiles,
-            self.services,
-        ]
+        informers = [self.namespaces, *self.config_kinds.values(), self.services]
         tasks: list[asyncio.Future[Any]] = [asyncio.create_task(i.run(), name=f"informer-{i.name}") for i in informers]
         tasks.append(asyncio.create_task(self.events.run(), name="events"))
         try:
@@ -482,15 +456,13 @@ class Controller:
                 self._status_failures.ok()
 
     def _config_objects(self) -> list[tuple[str, Any, dict[str, Any]]]:
-        objects: list[tuple[str, Any, dict[str, Any]]]
-        objects = [("IPAddressPool", IPAddressPool, o) for o in self.pools.items.values()]
-        objects += [("L2Advertisement", L2Advertisement, o) for o in self.l2ads.items.values()]
-        objects += [("BGPAdvertisement", BGPAdvertisement, o) for o in self.bgpads.items.values()]
-        objects += [("BGPPeer", BGPPeer, o) for o in self.peers.items.values()]
-        # no status subresource (as in MetalLB): a problem is told by a Warning Event only
-        objects += [("Community", None, o) for o in self.communities.items.values()]
-        objects += [("BFDProfile", None, o) for o in self.bfd_profiles.items.values()]
-        return objects
+        """(kind, its resource if it has a status the controller writes, else None, object) for
+        every configuration object (a kind without a status is told of problems by Events only)."""
+        return [
+            (kind, RESOURCES[kind] if metallb_kinds.BY_KIND[kind].status else None, o)
+            for kind, informer in self.config_kinds.items()
+            for o in informer.items.values()
+        ]
 
 
 async def _next_or(queue: asyncio.Queue[str], lost: asyncio.Event) -> str | None:

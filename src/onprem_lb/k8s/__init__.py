@@ -9,11 +9,9 @@ watch from the last version seen, with capped exponential backoff.
 
 from onprem_lb.k8s.client import (
     GROUP,
+    RESOURCES,
     TRANSIENT,
-    BFDProfile,
-    BGPAdvertisement,
     BGPPeer,
-    Community,
     IPAddressPool,
     KubeAccessError,
     L2Advertisement,
@@ -33,11 +31,9 @@ from onprem_lb.k8s.informer import Informer
 
 __all__ = [
     "GROUP",
+    "RESOURCES",
     "TRANSIENT",
-    "BFDProfile",
-    "BGPAdvertisement",
     "BGPPeer",
-    "Community",
     "EventRecorder",
     "IPAddressPool",
     "Informer",

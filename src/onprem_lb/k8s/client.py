@@ -16,19 +16,21 @@ from lightkube.config.kubeconfig import SingleConfig
 from lightkube.core.exceptions import ConfigError
 from lightkube.generic_resource import create_namespaced_resource
 
+from onprem_lb import metallb_kinds
 from onprem_lb.kubeconfig import kubeconfig_problem
 
 log = logging.getLogger("onprem_lb.k8s")
 
-GROUP = "metallb.io"
-IPAddressPool = create_namespaced_resource(GROUP, "v1beta1", "IPAddressPool", "ipaddresspools")
-L2Advertisement = create_namespaced_resource(GROUP, "v1beta1", "L2Advertisement", "l2advertisements")
-BGPAdvertisement = create_namespaced_resource(GROUP, "v1beta1", "BGPAdvertisement", "bgpadvertisements")
-BGPPeer = create_namespaced_resource(GROUP, "v1beta2", "BGPPeer", "bgppeers")
-Community = create_namespaced_resource(GROUP, "v1beta1", "Community", "communities")
-BFDProfile = create_namespaced_resource(GROUP, "v1beta1", "BFDProfile", "bfdprofiles")
-ServiceL2Status = create_namespaced_resource(GROUP, "v1beta1", "ServiceL2Status", "servicel2statuses")
-ServiceBGPStatus = create_namespaced_resource(GROUP, "v1beta1", "ServiceBGPStatus", "servicebgpstatuses")
+GROUP = metallb_kinds.GROUP
+# kind -> lightkube resource, for every metallb.io kind (metallb_kinds.KINDS)
+RESOURCES: dict[str, Any] = {
+    k.kind: create_namespaced_resource(GROUP, k.version, k.kind, k.plural) for k in metallb_kinds.KINDS
+}
+IPAddressPool = RESOURCES["IPAddressPool"]
+L2Advertisement = RESOURCES["L2Advertisement"]
+BGPPeer = RESOURCES["BGPPeer"]
+ServiceL2Status = RESOURCES["ServiceL2Status"]
+ServiceBGPStatus = RESOURCES["ServiceBGPStatus"]
 
 # Errors that mean "the API server is not reachable right now": retry, never crash.
 TRANSIENT = (httpx.TransportError, OSError, asyncio.TimeoutError)

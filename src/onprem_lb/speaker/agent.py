@@ -35,18 +35,9 @@ from lightkube.resources.core_v1 import Node, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
-from onprem_lb import address_states, k8s, metrics
+from onprem_lb import address_states, k8s, metallb_kinds, metrics
 from onprem_lb.config import ConfigSnapshot, build_config, slim_object
-from onprem_lb.k8s import (
-    TRANSIENT,
-    BFDProfile,
-    BGPAdvertisement,
-    BGPPeer,
-    Community,
-    Informer,
-    IPAddressPool,
-    L2Advertisement,
-)
+from onprem_lb.k8s import RESOURCES, TRANSIENT, Informer
 from onprem_lb.speaker import view as views
 from onprem_lb.speaker.layer2 import quorum
 from onprem_lb.speaker.protocol import Announcing
@@ -97,26 +88,16 @@ class Speaker:
             client, EndpointSlice, self._convert_slice, self._slice_changed, name="endpointslices"
         )
         self.nodes = Informer(client, Node, views.node_state, self._touch, namespace=None, name="nodes")
-        self.pools = Informer(
-            client, IPAddressPool, slim_object, self._config_changed, namespace=namespace, name="ipaddresspools"
-        )
-        self.l2ads = Informer(
-            client, L2Advertisement, slim_object, self._config_changed, namespace=namespace, name="l2ads"
-        )
-        # BGP mode reads the rest of the metallb.io objects (layer 2 alone does not watch them)
-        self.bgp_kinds: dict[str, Informer[dict[str, Any]]] = (
-            {
-                kind: Informer(client, resource, slim_object, self._config_changed, namespace=namespace, name=kind)
-                for kind, resource in (
-                    ("bgp_advertisements", BGPAdvertisement),
-                    ("peers", BGPPeer),
-                    ("communities", Community),
-                    ("bfd_profiles", BFDProfile),
-                )
-            }
-            if bgp
-            else {}
-        )
+        # the configuration kinds a speaker reads: BGP mode reads the rest of them (layer 2 alone
+        # does not watch them)
+        readers = {"speaker", "bgp speaker"} if bgp else {"speaker"}
+        self.config_kinds: dict[str, Informer[dict[str, Any]]] = {
+            k.kind: Informer(
+                client, RESOURCES[k.kind], slim_object, self._config_changed, namespace=namespace, name=k.plural
+            )
+            for k in metallb_kinds.CONFIG_KINDS
+            if readers & set(k.readers)
+        }
         self._parsed: ConfigSnapshot | None = None
         self.leases = Informer(client, Lease, self._convert_lease, self._touch, namespace=namespace, name="leases")
         self.endpoints: dict[str, dict[str, views.Endpoints]] = {}  # service -> slice -> summary
@@ -177,9 +158,7 @@ class Speaker:
     def _config(self) -> ConfigSnapshot:
         if self._parsed is None:
             self._parsed = build_config(
-                pools=list(self.pools.items.values()),
-                l2_advertisements=list(self.l2ads.items.values()),
-                **{kind: list(informer.items.values()) for kind, informer in self.bgp_kinds.items()},
+                **{metallb_kinds.BY_KIND[kind].config: list(i.items.values()) for kind, i in self.config_kinds.items()}
             )
             for ref, cond in self._parsed.problems().items():
                 if ref.kind != "IPAddressPool":  # the controller reports it on the object; say why here too
@@ -334,8 +313,8 @@ class Speaker:
     # -- the loop --------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        informers: list[Informer[Any]] = [self.services, self.slices, self.nodes, self.pools, self.l2ads, self.leases]
-        informers += self.bgp_kinds.values()
+        informers: list[Informer[Any]] = [self.services, self.slices, self.nodes, *self.config_kinds.values()]
+        informers.append(self.leases)
         for protocol in self.protocols:
             informers += protocol.informers()
         for protocol in self.protocols:

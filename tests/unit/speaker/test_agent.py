@@ -268,7 +268,10 @@ def test_every_cache_change_asks_for_a_decision() -> None:
         (spk.slices, "ADDED", endpoint_slice("s-1", "web", "n1")),
         (spk.nodes, "ADDED", {"metadata": {"name": "n1"}}),
         (spk.leases, "ADDED", lease("n2")),
-        (spk.pools, "ADDED", {"metadata": {"name": "lab", "namespace": NS}, "spec": {"addresses": ["192.0.2.0/28"]}}),
+        *(
+            (informer, "ADDED", {"metadata": {"name": "x", "namespace": NS}, "spec": {}})
+            for informer in spk.config_kinds.values()
+        ),
     ]:
         spk.changed.clear()
         informer._apply(kind, plain)
@@ -290,11 +293,11 @@ def test_view_carries_services_nodes_and_the_parsed_config() -> None:
     )
     spk.services._apply("ADDED", {"metadata": {"name": "other", "namespace": "apps"}, "spec": {"type": "ClusterIP"}})
     spk.nodes._apply("ADDED", {"metadata": {"name": "n1", "labels": {"zone": "a"}}})
-    spk.pools._apply(
+    spk.config_kinds["IPAddressPool"]._apply(
         "ADDED",
         {"metadata": {"name": "lab", "namespace": NS, "resourceVersion": "3"}, "spec": {"addresses": ["192.0.2.0/28"]}},
     )
-    spk.l2ads._apply("ADDED", {"metadata": {"name": "all", "namespace": NS}, "spec": {}})
+    spk.config_kinds["L2Advertisement"]._apply("ADDED", {"metadata": {"name": "all", "namespace": NS}, "spec": {}})
     view = spk.view()
     assert view.node == "n1"
     assert view.services == (ServiceState("apps/web", ("192.0.2.3",)),)
@@ -307,7 +310,7 @@ def test_the_config_is_parsed_once_until_a_config_object_changes() -> None:
     spk = speaker()
     first = spk.view().config
     assert spk.view().config is first  # a lease renewal does not parse it again
-    spk.l2ads._apply("ADDED", {"metadata": {"name": "all", "namespace": NS}, "spec": {}})
+    spk.config_kinds["L2Advertisement"]._apply("ADDED", {"metadata": {"name": "all", "namespace": NS}, "spec": {}})
     second = spk.view().config
     assert second is not first and [ad.name for ad in second.l2_advertisements] == ["all"]
 
@@ -317,15 +320,19 @@ def test_config_objects_keep_what_the_model_reads_and_ignore_bookkeeping() -> No
     meta = {"name": "lab", "namespace": NS, "uid": "u1", "creationTimestamp": "2026-01-01T00:00:00Z"}
     spec = {"addresses": ["192.0.2.0/28"]}
     book = {"resourceVersion": "7", "managedFields": [{"manager": "kubectl"}]}
-    spk.pools._apply("ADDED", {"metadata": {**meta, **book}, "spec": spec, "status": {"availableIPv4": 16}})
+    spk.config_kinds["IPAddressPool"]._apply(
+        "ADDED", {"metadata": {**meta, **book}, "spec": spec, "status": {"availableIPv4": 16}}
+    )
     slim = {"metadata": {**meta, "labels": {}, "generation": None}, "spec": spec}
-    assert spk.pools.items == {f"{NS}/lab": slim}
+    assert spk.config_kinds["IPAddressPool"].items == {f"{NS}/lab": slim}
     first = spk.view().config
     # the controller writes the pool's status on every allocation: a new resourceVersion, same meaning
     bumped = {"metadata": {**meta, **book, "resourceVersion": "8"}, "spec": spec, "status": {"availableIPv4": 15}}
-    spk.pools._apply("MODIFIED", bumped)
+    spk.config_kinds["IPAddressPool"]._apply("MODIFIED", bumped)
     assert spk.view().config is first  # not parsed again
-    spk.pools._apply("MODIFIED", {"metadata": {**meta, "labels": {"tier": "gold"}}, "spec": spec})
+    spk.config_kinds["IPAddressPool"]._apply(
+        "MODIFIED", {"metadata": {**meta, "labels": {"tier": "gold"}}, "spec": spec}
+    )
     assert spk.view().config is not first and spk.view().config.pool_labels["lab"] == {"tier": "gold"}
 
 
