@@ -115,6 +115,7 @@ def one_run(api: client.ApiClient, vip: str, planned: bool) -> dict[str, object]
     owner: str = wait_for(f"{vip} announced by a backend node", backend_owner)
     probe = start_stream(f"http://{vip}/", STOP_FILE)
     time.sleep(BEFORE_S)
+    load = os.getloadavg()[0]
     fault_at = time.time()
     if planned:
         on(owner, "systemctl", "stop", "onprem-lb-speaker")
@@ -137,6 +138,7 @@ def one_run(api: client.ApiClient, vip: str, planned: bool) -> dict[str, object]
     wait_for(f"{owner}'s speaker is back", lambda: node_healthy(api, owner, back_at), timeout=120)
     time.sleep(3.0)  # the returning node may take the address back (a planned handover): let it settle
     return {
+        "load_average_1m": round(load, 2),
         "owner": owner,
         "new_owner": new_owner,
         "requests": len(requests),

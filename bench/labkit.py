@@ -72,12 +72,13 @@ def arp_owner(vip: str, macs: dict[str, str]) -> str | None:
     return macs.get(found.pop()) if len(found) == 1 else None
 
 
-def start_stream(url: str, stop_file: str, host: str | None = None) -> subprocess.Popen[str]:
-    """A GET every 10 ms from the client until ``stop_file`` exists; ``host``: the Host header."""
+def start_stream(url: str, stop_file: str, host: str | None = None, duration: float = 300) -> subprocess.Popen[str]:
+    """A GET every 10 ms from the client until ``stop_file`` exists (at most ``duration`` s);
+    ``host``: the Host header."""
     on(CLIENT, "rm", "-f", stop_file)
     return subprocess.Popen(
         ["podman", "exec", CLIENT, "python3", "/usr/local/bin/httpprobe", "stream", url,
-         "--interval", "0.01", "--timeout", "1", "--duration", "300", "--until-file", stop_file,
+         "--interval", "0.01", "--timeout", "1", "--duration", str(duration), "--until-file", stop_file,
          *(["--host", host] if host else [])],
         stdout=subprocess.PIPE, text=True, env=ENV,
     )  # fmt: skip
@@ -93,7 +94,7 @@ class Request(NamedTuple):
 def stop_stream(probe: subprocess.Popen[str], stop_file: str) -> list[Request]:
     """The probe's requests, in the order sent."""
     on(CLIENT, "touch", stop_file)
-    out, _ = probe.communicate(timeout=60)
+    out, _ = probe.communicate(timeout=120)
     return [Request(float(s), bool(ok), str(err), float(d)) for s, ok, err, d in json.loads(out)["requests"]]
 
 
