@@ -234,10 +234,9 @@ class Members(asyncio.DatagramProtocol):
     def _compute_unconfirmed(self, now: float) -> frozenset[str]:
         out = set()
         for node in self.addresses:
-            since = self.watching.get(node)
-            peer = self.peers.get(node)
             if node == self.me:
                 continue
+            since, peer = self.watching.get(node), self.peers.get(node)
             if since is None or (now - since < self.dead_after and (peer is None or peer.last_seen < since)):
                 out.add(node)
         return frozenset(out)
@@ -255,9 +254,11 @@ class Members(asyncio.DatagramProtocol):
     def claimed_by(self, ip: str) -> list[str]:
         """Live peers heard lately (within dead_after) saying they announce ``ip``."""
         now = time.monotonic()
-        return sorted(
-            n for n, p in self.peers.items() if ip in p.owned and now - p.last_seen < self.dead_after and self.alive(n)
-        )
+        return sorted(n for n, p in self.peers.items() if ip in p.owned and self._claims_lately(p, now))
+
+    def _claims_lately(self, peer: Peer, now: float) -> bool:
+        """Its claims count now: it is live and was heard within ``dead_after``."""
+        return now - peer.last_seen < self.dead_after and self.alive(peer.node)
 
     def claims(self) -> tuple[dict[str, Peer], dict[str, frozenset[str]]]:
         """For every address claimed in a beat, at once: the peer most recently heard claiming it
@@ -266,7 +267,7 @@ class Members(asyncio.DatagramProtocol):
         last: dict[str, Peer] = {}
         claimed: dict[str, set[str]] = {}
         for node, peer in self.peers.items():
-            recent = now - peer.last_seen < self.dead_after and self.alive(node)
+            recent = self._claims_lately(peer, now)
             for ip in peer.owned:
                 before = last.get(ip)
                 if before is None or peer.last_seen > before.last_seen:
