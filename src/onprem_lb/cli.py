@@ -1,4 +1,4 @@
-"""The `onprem-lb` command: controller, speaker, status, convert-configmap, version."""
+"""The `onprem-lb` command: controller, speaker, control-plane, status, convert-configmap, version."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import yaml
 from lightkube import ApiError
 
 from onprem_lb import __version__, file_input, hostport, k8s, k8s_names, legacy, metrics, status_report
+from onprem_lb.control_plane import command as control_plane
 from onprem_lb.controller.loop import COMPONENT, run_controller
 from onprem_lb.k8s.leader import LeaderElector
 from onprem_lb.speaker import agent as speaker
@@ -226,6 +227,8 @@ def _parser() -> argparse.ArgumentParser:
     spk.add_argument("--garp-count", type=rounds, default=3, help="gratuitous ARP/NA rounds on takeover (default 3)")
     spk.add_argument("--garp-interval", type=seconds, default=0.2, help="seconds between those rounds (default 0.2)")
     _daemon_args(spk, metrics_port=7473)
+
+    control_plane.add_parser(sub, file_path=file_path, node_name=node_name)
 
     st = sub.add_parser(
         "status", help="every Service address: pool, who announces it, the state and reason on every node"
@@ -456,11 +459,16 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_status(args))
         except KeyboardInterrupt:
             return 130
-    _check_timings(parser, args)
+    if args.command == "control-plane" and args.check:
+        return control_plane.check(args)
+    if args.command != "control-plane":
+        _check_timings(parser, args)
     _setup_logging(args.log_level)
     try:
         if args.command == "speaker":
             return asyncio.run(_speaker(args))
+        if args.command == "control-plane":
+            return asyncio.run(control_plane.run(args))
         return asyncio.run(_controller(args))
     except KeyboardInterrupt:
         return 130

@@ -168,6 +168,7 @@ OPTIONS = {
                 "--frr-pathspace", "--frr-confdir"],
     "status": ["--context", "--namespace", "--lb-class", "--output", "--timeout"],
     "convert-configmap": ["--namespace"],
+    "control-plane": ["--config", "--node-name", "--log-level"],
 }  # fmt: skip
 
 
@@ -194,7 +195,7 @@ def run_main(argv: list[str]) -> tuple[int, str]:
 )
 def test_no_option_value_gives_a_traceback(command: str, data: st.DataObject, value: str) -> None:
     option = data.draw(st.sampled_from(OPTIONS[command]))
-    argv = [command, "--kubeconfig", "/nonexistent/kubeconfig"]
+    argv = [command, "--kubeconfig", "/nonexistent/kubeconfig"] if command != "control-plane" else [command, "--check"]
     speaker = ["--node-name", "n1", "--heartbeat-address", "192.0.2.1:7946", "--insecure-heartbeats"]
     argv += speaker if command == "speaker" else []
     argv += [option, value]

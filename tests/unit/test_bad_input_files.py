@@ -1,5 +1,6 @@
 """Bad input, the class of file paths: every place a user names a file (the engine's --kubeconfig,
---secret-file, --frr-confdir and convert-configmap FILE; the modules' kubeconfig and
+--secret-file, --frr-confdir, convert-configmap FILE, control-plane --config and the secretFile and
+health.caFile its settings name; the modules' kubeconfig and
 sysctl_settings' path) turns what the operating system refuses - a NUL byte, an over-long name,
 a name the file system encoding cannot hold, a directory, a socket or pipe, a loop of links, a
 file where a directory should be, bytes that are not UTF-8 - into one line naming the option and
@@ -8,6 +9,7 @@ the examples hypothesis once found are kept with @example."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from onprem_lb import file_input
+from onprem_lb.control_plane import settings as cp_settings
 from tests.support.ansible import run_module
 from tests.unit.test_bad_input_access import run_main
 
@@ -70,6 +73,7 @@ FILE_OPTIONS = {
     "--secret-file": ["speaker", "--node-name", "n1", "--heartbeat-address", "192.0.2.1:7946", "--secret-file"],
     "--kubeconfig": ["controller", "--kubeconfig"],
     "FILE": ["convert-configmap"],
+    "--config": ["control-plane", "--check", "--config"],
 }
 
 
@@ -137,3 +141,24 @@ def test_a_readable_file_still_reads(tmp_path: Path) -> None:
     assert file_input.read_file(str(good), "--secret-file", binary=True) == b"s3cret\n"
     assert file_input.path_problem(str(tmp_path), directory=True) is None
     assert file_input.path_problem(str(tmp_path / "to-be-made"), directory=True) is None
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(["secretFile", "health.caFile"]), kind=kinds, part=parts)
+@example(key="secretFile", kind="nul", part="")
+def test_the_control_plane_settings_name_their_file_keys(
+    key: str, kind: str, part: str, places: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    if key == "secretFile" and kind == "not utf-8":
+        kind = "directory"  # a secret is bytes: any content is one
+    path = bad_path(kind, part, places)
+    doc: dict[str, object] = {"addresses": ["192.0.2.250"], "members": [{"name": "cp1", "heartbeat": "192.0.2.1:7947"}],
+                              "node": "cp1"}  # fmt: skip
+    if key == "secretFile":
+        doc["secretFile"] = path
+    else:
+        doc["health"] = {"caFile": path}
+    with pytest.raises(cp_settings.SettingsError) as caught:
+        cp_settings.parse(json.dumps(doc), source="cp.yaml")
+    text = str(caught.value)
+    assert text.startswith(f"cp.yaml: {key}") and "\n" not in text, text
