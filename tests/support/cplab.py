@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.controlplane import REPO, SRC, run_controlplane, stop_process, wait_for
+from tests.support.controlplane import REPO, SRC, controlplane_bin_dir, run_controlplane, stop_process, wait_for
 from tests.support.l2lab import API_ADDRESS, CLIENT, L2PROBE, NETLAB, NODES, in_ns, sh
 
 ADDRESS_V4 = "192.0.2.250"
@@ -214,8 +214,6 @@ class CpLab:
         return path
 
     def kubectl_via_address(self, *args: str, address: str = ADDRESS_V4) -> subprocess.CompletedProcess[str]:
-        from tests.support.controlplane import controlplane_bin_dir
-
         kubectl = str(controlplane_bin_dir() / "kubectl")
         return in_ns(CLIENT, kubectl, "--kubeconfig", str(self.client_kubeconfig()), "--server", url(address, ""),
                      "--request-timeout", "5s", *args, check=False, timeout=30)  # fmt: skip
