@@ -147,10 +147,16 @@ class CpLab:
         self._runs += 1
         log = (self.workdir / f"daemon-{node}-{self._runs}.log").open("ab")
         cmd = ["ip", "netns", "exec", f"olb-{node}", sys.executable, "-m", "onprem_lb", "control-plane",
-               "--config", str(self.settings_file(node))]  # fmt: skip
+               "--config", str(self.settings_file(node)), "--state-file", str(self.state_file(node))]  # fmt: skip
         env = dict(os.environ, PYTHONPATH=str(SRC))
         self.daemons[node] = proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         return proc
+
+    def state_file(self, node: str) -> Path:
+        return self.workdir / f"state-{node}.json"
+
+    def state(self, node: str) -> dict[str, Any]:
+        return json.loads(self.state_file(node).read_text())  # type: ignore[no-any-return]
 
     def stop_daemons(self, sig: int = signal.SIGTERM) -> None:
         for proc in self.daemons.values():
@@ -189,14 +195,17 @@ class CpLab:
         by_mac = {self.mac(n): n for n in NODES}
         return {by_mac.get(m, m) for m in macs}
 
-    def wait_holder(self, expected: str | None, address: str = ADDRESS_V4, timeout: float = 20) -> str | None:
-        """Wait until exactly ``expected`` answers (None: nobody; "any": any one node)."""
+    def wait_holder(
+        self, expected: str | None, address: str = ADDRESS_V4, timeout: float = 20, besides: str | None = None
+    ) -> str | None:
+        """Wait until exactly ``expected`` answers (None: nobody; "any": any one node, other than
+        ``besides`` when given)."""
         last: list[set[str]] = [set()]
 
         def check() -> bool:
             last[0] = got = self.holders(address)
             if expected == "any":
-                return len(got) == 1 and got <= set(NODES)
+                return len(got) == 1 and got <= set(NODES) - {besides}
             return got == ({expected} if expected else set())
 
         try:

@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from onprem_lb import __version__
 from onprem_lb.control_plane import settings as cp_settings
@@ -30,6 +31,12 @@ def add_parser(
     )
     cp.add_argument("--config", type=file_path, default=DEFAULT_CONFIG, help=f"settings (default {DEFAULT_CONFIG})")
     cp.add_argument("--node-name", type=node_name, help="this node's name among the members (default: the file's)")
+    cp.add_argument(
+        "--state-file",
+        type=file_path,
+        default="",
+        help="write what this node holds and why here (JSON), e.g. /run/onprem-lb-control-plane/state.json",
+    )
     cp.add_argument("--check", action="store_true", help="check the settings file, print a summary, start nothing")
     cp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -72,7 +79,8 @@ async def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    daemon = ControlPlaneAddress(loaded, members, announcer, Readiness(loaded.health))
+    state = Path(args.state_file) if args.state_file else None
+    daemon = ControlPlaneAddress(loaded, members, announcer, Readiness(loaded.health), state)
     sys.setswitchinterval(0.0005)  # the ARP/NDP reader threads answer within 0.5 ms (as the speaker's)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

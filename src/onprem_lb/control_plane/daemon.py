@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
+import os
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from onprem_lb.control_plane import owner
 from onprem_lb.control_plane.health import Readiness
@@ -57,8 +60,16 @@ class LocalAddress:
 
 
 class ControlPlaneAddress:
-    def __init__(self, settings: Settings, members: Members, announcer: Announcer, readiness: Readiness) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        members: Members,
+        announcer: Announcer,
+        readiness: Readiness,
+        state_file: Path | None = None,
+    ) -> None:
         self.settings = settings
+        self.state_file = state_file
         self.members = members
         self.announcer = announcer
         self.readiness = readiness
@@ -68,6 +79,7 @@ class ControlPlaneAddress:
         self.holding = False
         self.reason = ""
         self._quorum_since: float | None = None
+        self._written: tuple[str | None, str] | None = None
         self._wake = asyncio.Event()
         members.on_change = self._wake.set
         readiness.on_change = self._wake.set
@@ -116,11 +128,35 @@ class ControlPlaneAddress:
             await self.release(choice.cause)
         elif choice.reason != self.reason and not take:
             log.info("not holding %s: %s (%s)", ", ".join(self.settings.addresses), choice.reason, choice.cause)
+        if (choice.holder, choice.reason) != self._written:
+            self.write_state(choice)
         self.reason = choice.reason
         wait = self.settings.heartbeat_interval
         if self._quorum_since is not None and choice.reason == owner.SETTLING:
             wait = min(wait, self._quorum_since + self.settings.dead_after - now)
         return max(0.0, wait)
+
+    def write_state(self, choice: owner.Choice) -> None:
+        """What this node holds and why, for operators and the role (replaced atomically)."""
+        if self.state_file is None:
+            return
+        state = {
+            "node": self.settings.node,
+            "addresses": list(self.settings.addresses),
+            "holding": self.holding,
+            "holder": choice.holder,
+            "reason": choice.reason,
+            "cause": choice.cause,
+            "ready": self.readiness.ready,
+            "since": round(time.time(), 3),
+        }
+        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(state) + "\n")
+            os.replace(tmp, self.state_file)
+        except OSError as exc:
+            log.warning("cannot write the state file %s: %s", self.state_file, exc)
+        self._written = (choice.holder, choice.reason)
 
     async def release(self, cause: str) -> None:
         self.announcer.set_owned({})
@@ -155,6 +191,8 @@ class ControlPlaneAddress:
         finally:
             if self.holding:
                 await self.release("stopping")
+            if self.state_file is not None:
+                self.write_state(owner.Choice(None, owner.STOPPED, "stopped"))
             await members.leave()
             for task in (*tasks, stopping):
                 task.cancel()

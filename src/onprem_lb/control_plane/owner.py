@@ -38,6 +38,7 @@ NO_QUORUM = quorum.NO_QUORUM
 SETTLING = "settling"  # heard the members for less than dead_after since it started or regained
 ELSEWHERE = "heldElsewhere"  # another ready member holds it, or comes first
 NOBODY = "noReadyMember"
+STOPPED = "stopped"  # the daemon stopped (its state file says so)
 
 
 @dataclass(frozen=True)
