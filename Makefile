@@ -122,7 +122,7 @@ pytest-timing: venv collection-link controlplane dist
 # Molecule scenarios of the host roles (extensions/molecule/<role>): podman nodes running systemd
 # on internal podman networks, image built once into .cache/images/. The scenarios run side by
 # side (own nodes, networks, control plane); logs in .cache/molecule-logs/, shown on failure.
-MOLECULE_SCENARIOS := site sysctl host_network kube_proxy
+MOLECULE_SCENARIOS := site sysctl host_network kube_proxy control_plane_address
 molecule: host-deps venv collection-link controlplane ingress-controller dist
 	export CONTAINERS_CONF=$(CURDIR)/lab/nodes/containers.conf && lab/nodes/build-image.sh >/dev/null
 	mkdir -p .cache/molecule-logs; export CONTAINERS_CONF=$(CURDIR)/lab/nodes/containers.conf; pids=(); \

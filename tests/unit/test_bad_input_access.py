@@ -168,7 +168,7 @@ OPTIONS = {
                 "--frr-pathspace", "--frr-confdir"],
     "status": ["--context", "--namespace", "--lb-class", "--output", "--timeout"],
     "convert-configmap": ["--namespace"],
-    "control-plane": ["--config", "--node-name", "--log-level"],
+    "control-plane": ["--config", "--node-name", "--state-file", "--log-level"],
 }  # fmt: skip
 
 
