@@ -123,7 +123,7 @@ class CpLab:
         probe = in_ns(f"olb-{node}", sys.executable, str(HTTPPROBE), "stream", url("127.0.0.1"),
                       "--duration", "0.01", "--timeout", "2", check=False, timeout=30)  # fmt: skip
         try:
-            return all(ok for _s, ok, *_ in json.loads(probe.stdout)["requests"])
+            return all(request[1] for request in json.loads(probe.stdout)["requests"])
         except (ValueError, KeyError):
             return False
 
@@ -244,7 +244,7 @@ class CpLab:
             time.sleep(0.5)
         finally:
             stop.write_text("")
-            out, _ = proc.communicate(timeout=duration + 30)
+            out = proc.communicate(timeout=duration + 30)[0]
             stop.unlink(missing_ok=True)
         result.update(json.loads(out))
 
@@ -253,7 +253,8 @@ def longest_failure(requests: list[list[Any]]) -> float:
     """The longest time during which requests sent failed: from the first failed request's send
     to the next successful request's send (0.0 when none failed)."""
     longest, began = 0.0, None
-    for sent, ok, *_ in requests:
+    for request in requests:
+        sent, ok = request[0], request[1]
         if ok and began is not None:
             longest, began = max(longest, sent - began), None
         elif not ok and began is None:

@@ -123,7 +123,7 @@ def test_a_changed_setting_restarts_one_host_at_a_time_and_the_address_keeps_ans
         time.sleep(1)
     finally:
         stop.write_text("")
-        out, _ = probe.communicate(timeout=60)
+        out = probe.communicate(timeout=60)[0]
     assert run.rc == 0, run.report
     assert len(run.task_results("Restart the daemon (a holder hands the address over first, on SIGTERM)")) == 3
     requests = json.loads(out)["requests"]
