@@ -8,7 +8,6 @@ import json
 import logging
 import math
 import os
-import signal
 import socket
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import yaml
 from lightkube import ApiError
 
-from onprem_lb import __version__, file_input, hostport, k8s, k8s_names, legacy, metrics, status_report
+from onprem_lb import __version__, file_input, hostport, k8s, k8s_names, legacy, metrics, status_report, tasks
 from onprem_lb.control_plane import command as control_plane
 from onprem_lb.controller.loop import COMPONENT, run_controller
 from onprem_lb.k8s.leader import LeaderElector
@@ -280,10 +279,7 @@ async def _controller(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"onprem-lb controller: {exc}", file=sys.stderr)
         return 2
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = tasks.stop_on_signals()
     log.info(
         "onprem-lb controller %s starting: identity %s, namespace %s, class %s",
         __version__,
@@ -378,10 +374,7 @@ async def _speaker(args: argparse.Namespace) -> int:
     # Reader threads answer ARP/NDP; when the loop thread is busy they get the GIL within
     # 0.5 ms instead of Python's default 5 ms.
     sys.setswitchinterval(0.0005)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = tasks.stop_on_signals()
     log.info(
         "onprem-lb speaker %s starting: node %s, heartbeats on %s, interfaces %s",
         __version__,

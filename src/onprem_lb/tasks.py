@@ -1,8 +1,9 @@
-"""Waiting on the daemons' tasks: the one helper both loops use."""
+"""Waiting on the daemons' tasks, and the stop signal every daemon listens for."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Any
 
 
@@ -31,3 +32,12 @@ async def first(main: asyncio.Future[Any], *background: asyncio.Future[Any], sto
             name = task.get_name() if isinstance(task, asyncio.Task) else repr(task)
             raise RuntimeError(f"background task {name} ended")
     return False
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event SIGTERM and SIGINT set: how every daemon learns to stop (handlers on the running loop)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from onprem_lb import __version__
+from onprem_lb import __version__, tasks
 from onprem_lb.control_plane import settings as cp_settings
 from onprem_lb.control_plane.daemon import ControlPlaneAddress
 from onprem_lb.control_plane.health import Readiness
@@ -82,10 +80,7 @@ async def run(args: argparse.Namespace) -> int:
     state = Path(args.state_file) if args.state_file else None
     daemon = ControlPlaneAddress(loaded, members, announcer, Readiness(loaded.health), state)
     sys.setswitchinterval(0.0005)  # the ARP/NDP reader threads answer within 0.5 ms (as the speaker's)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = tasks.stop_on_signals()
     log.info(
         "onprem-lb control-plane %s starting: node %s, address %s, members %s, health %s",
         __version__,
