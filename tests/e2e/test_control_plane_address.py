@@ -8,7 +8,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -62,6 +62,19 @@ def on_loopback(node: str, address: str) -> bool:
     return address in in_ns(f"olb-{node}", "ip", "address", "show", "dev", "lo").stdout
 
 
+def failover(lab: CpLab, holder: str, fault: Callable[[], None]) -> str:
+    """Cause ``fault`` to the holder while the client streams; the address must move to another
+    node with requests failing for at most FAILOVER_BOUND_S. Returns the new holder."""
+    with lab.stream() as seen:
+        fault()
+        successor = lab.wait_holder("any", timeout=10, besides=holder)
+        time.sleep(1.0)
+    assert successor is not None and successor != holder
+    gap = longest_failure(seen["requests"])
+    assert 0 < gap <= FAILOVER_BOUND_S, f"longest failure {gap:.2f} s\n{lab.logs()}"
+    return successor
+
+
 def test_kubectl_reaches_the_api_through_the_address_in_both_families(lab: CpLab, holder: str) -> None:
     assert lab.wait_holder(holder, ADDRESS_V6) == holder
     for address in (ADDRESS_V4, ADDRESS_V6):
@@ -73,13 +86,7 @@ def test_kubectl_reaches_the_api_through_the_address_in_both_families(lab: CpLab
 
 
 def test_the_holders_apiserver_killed_moves_the_address_and_its_return_moves_nothing(lab: CpLab, holder: str) -> None:
-    with lab.stream() as seen:
-        lab.kill_apiserver(holder)
-        successor = lab.wait_holder("any", timeout=10, besides=holder)
-        time.sleep(1.0)
-    assert successor != holder
-    gap = longest_failure(seen["requests"])
-    assert 0 < gap <= FAILOVER_BOUND_S, f"longest failure {gap:.2f} s\n{lab.logs()}"
+    successor = failover(lab, holder, lambda: lab.kill_apiserver(holder))
     lab.start_apiserver(holder)
     lab.wait_apiserver(holder)
     time.sleep(1.0)  # its daemon has seen it ready for rise probes: it must not take the address back
@@ -98,13 +105,7 @@ def test_a_hung_apiserver_loses_the_address_while_its_node_stays_up(lab: CpLab, 
 
 
 def test_the_holders_node_killed_moves_the_address(lab: CpLab, holder: str) -> None:
-    with lab.stream() as seen:
-        lab.kill_node(holder)
-        successor = lab.wait_holder("any", timeout=10, besides=holder)
-        time.sleep(1.0)
-    assert successor != holder
-    gap = longest_failure(seen["requests"])
-    assert 0 < gap <= FAILOVER_BOUND_S, f"longest failure {gap:.2f} s\n{lab.logs()}"
+    failover(lab, holder, lambda: lab.kill_node(holder))
 
 
 def test_a_stopping_daemon_hands_the_address_over_at_once(lab: CpLab, holder: str) -> None:

@@ -50,6 +50,7 @@ class CpLab:
         self.daemons: dict[str, subprocess.Popen[bytes]] = {}
         self._macs: dict[str, str] = {}
         self._runs = 0
+        self.through_address = workdir / "through-address.kubeconfig"  # written by up()
 
     # -- lifecycle
 
@@ -75,7 +76,7 @@ class CpLab:
             self.start_apiserver(node)
         for node in NODES:
             self.wait_apiserver(node)
-        self.client_kubeconfig()
+        self.through_address = self.client_kubeconfig()
 
     def down(self) -> None:
         for proc in (*self.daemons.values(), *self.apiservers.values()):
@@ -224,7 +225,7 @@ class CpLab:
 
     def kubectl_via_address(self, *args: str, address: str = ADDRESS_V4) -> subprocess.CompletedProcess[str]:
         kubectl = str(controlplane_bin_dir() / "kubectl")
-        return in_ns(CLIENT, kubectl, "--kubeconfig", str(self.client_kubeconfig()), "--server", url(address, ""),
+        return in_ns(CLIENT, kubectl, "--kubeconfig", str(self.through_address), "--server", url(address, ""),
                      "--request-timeout", "5s", *args, check=False, timeout=30)  # fmt: skip
 
     @contextlib.contextmanager

@@ -44,7 +44,6 @@ class Readiness:
         self.settings = settings
         self.on_change = on_change
         self.ready = False
-        self.last = "not probed yet"
         self._run = 0  # consecutive results agreeing with the latest (positive: ok, negative: failed)
         self._client = httpx.AsyncClient(
             verify=ssl_context(settings.ca_file),
@@ -64,7 +63,6 @@ class Readiness:
 
     def record(self, ok: bool, what: str) -> bool:
         """Take one probe's result; whether ``ready`` flipped."""
-        self.last = what
         self._run = max(self._run, 0) + 1 if ok else min(self._run, 0) - 1
         flip = (not self.ready and self._run >= self.settings.rise) or (self.ready and -self._run >= self.settings.fall)
         if flip:
