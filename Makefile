@@ -128,7 +128,7 @@ molecule: host-deps venv collection-link controlplane ingress-controller dist
 	mkdir -p .cache/molecule-logs; export CONTAINERS_CONF=$(CURDIR)/lab/nodes/containers.conf; pids=(); \
 	for s in $(MOLECULE_SCENARIOS); do molecule test -s $$s >.cache/molecule-logs/$$s.log 2>&1 & pids+=($$!); done; \
 	failed=; i=0; for s in $(MOLECULE_SCENARIOS); do wait $${pids[$$i]} || failed="$$failed $$s"; i=$$((i+1)); done; \
-	for s in $$failed; do echo "== $$s"; sed -n '/= FAILURES =/,/short test summary/p' .cache/molecule-logs/$$s.log | head -n 200; \
+	for s in $$failed; do echo "== $$s"; sed -n '/= FAILURES/,/short test summary/p' .cache/molecule-logs/$$s.log | head -n 200; \
 	  grep -v '^\s*$$' .cache/molecule-logs/$$s.log | tail -n 60; done; \
 	if [ -n "$$failed" ]; then echo "molecule: failed:$$failed (logs in .cache/molecule-logs/)"; exit 1; fi; \
 	echo "molecule: $(MOLECULE_SCENARIOS) passed"

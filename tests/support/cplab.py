@@ -79,9 +79,10 @@ class CpLab:
         self.through_address = self.client_kubeconfig()
 
     def down(self) -> None:
-        for proc in (*self.daemons.values(), *self.apiservers.values()):
+        for node in list(self.daemons):
+            self.stop_daemon(node, signal.SIGKILL, 10)
+        for proc in self.apiservers.values():
             stop_process(proc, signal.SIGKILL, 10)
-        self.daemons.clear()
         self.apiservers.clear()
         run_controlplane("down", "--dir", str(self.cp_dir))
         sh(str(NETLAB), "down", check=False)
@@ -144,14 +145,29 @@ class CpLab:
         for node in nodes:
             self.start_daemon(node)
 
+    def daemon_command(self, node: str) -> list[str]:
+        """What start_daemon runs in ``node``'s namespace: `onprem-lb control-plane` with the role's
+        settings. A lab that measures another daemon in its place (the bench's kube-vip) says here."""
+        return [sys.executable, "-m", "onprem_lb", "control-plane",
+                "--config", str(self.settings_file(node)), "--state-file", str(self.state_file(node))]  # fmt: skip
+
     def start_daemon(self, node: str) -> subprocess.Popen[bytes]:
+        """The daemon in its own session, so stop_daemon also ends what it starts (a supervisor's child)."""
         self._runs += 1
         log = (self.workdir / f"daemon-{node}-{self._runs}.log").open("ab")
-        cmd = ["ip", "netns", "exec", f"olb-{node}", sys.executable, "-m", "onprem_lb", "control-plane",
-               "--config", str(self.settings_file(node)), "--state-file", str(self.state_file(node))]  # fmt: skip
+        cmd = ["ip", "netns", "exec", f"olb-{node}", *self.daemon_command(node)]
         env = dict(os.environ, PYTHONPATH=str(SRC))
-        self.daemons[node] = proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.daemons[node] = proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         return proc
+
+    def stop_daemon(self, node: str, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        """Signal ``node``'s daemon and wait for it (bounded), then SIGKILL what is left of its session."""
+        proc = self.daemons.pop(node)
+        stop_process(proc, sig, timeout)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
     def state_file(self, node: str) -> Path:
         return self.workdir / f"state-{node}.json"
@@ -160,9 +176,8 @@ class CpLab:
         return json.loads(self.state_file(node).read_text())  # type: ignore[no-any-return]
 
     def stop_daemons(self, sig: int = signal.SIGTERM) -> None:
-        for proc in self.daemons.values():
-            stop_process(proc, sig, 15)
-        self.daemons.clear()
+        for node in list(self.daemons):
+            self.stop_daemon(node, sig, 15)
 
     def logs(self) -> str:
         return "\n".join(
@@ -171,7 +186,7 @@ class CpLab:
 
     def kill_node(self, node: str) -> None:
         """The node dies: its daemon and apiserver are SIGKILLed and its links go down."""
-        stop_process(self.daemons.pop(node), signal.SIGKILL, 10)
+        self.stop_daemon(node, signal.SIGKILL, 10)
         self.kill_apiserver(node)
         for link in ("eth0", "eth1", "mgmt0"):
             in_ns(f"olb-{node}", "ip", "link", "set", link, "down")
@@ -217,10 +232,15 @@ class CpLab:
 
     def client_kubeconfig(self) -> Path:
         """The admin kubeconfig with the server replaced by the address: what a client of the cluster holds."""
+        return self.admin_kubeconfig(url(ADDRESS_V4, ""), self.workdir / "through-address.kubeconfig")
+
+    def admin_kubeconfig(self, server: str, path: Path) -> Path:
+        """The lab's admin kubeconfig (system:masters) with another server, written to ``path``."""
         config = json.loads((self.cp_dir / "admin.kubeconfig").read_text())
-        config["clusters"][0]["cluster"]["server"] = url(ADDRESS_V4, "")
-        path = self.workdir / "through-address.kubeconfig"
+        config["clusters"][0]["cluster"]["server"] = server
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config))
+        path.chmod(0o600)
         return path
 
     def kubectl_via_address(self, *args: str, address: str = ADDRESS_V4) -> subprocess.CompletedProcess[str]:

@@ -4,13 +4,15 @@ It decides again whenever a beat changes what it hears, the probe flips, or ``in
 passed (a bound, not the trigger). Taking the address: on loopback first (so the first packet
 is delivered), then answered for by ARP/NDP with a gratuitous burst; giving it up: the other
 way round, and a beat at once either way, so the next holder hears it without waiting. A stop
-(SIGTERM) gives the address up and says "leaving" to every member, so the next one takes it
-at once; a crash is noticed ``dead_after`` after the last beat.
+(SIGTERM) says "leaving" to every member, so the next one takes the address at once, and lets
+go only once it hears that one claim it (``hand_over``); a crash is noticed ``dead_after``
+after the last beat.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
@@ -27,6 +29,8 @@ from onprem_lb.speaker.layer2.members import Members
 
 log = logging.getLogger("onprem_lb.control_plane")
 LOOPBACK = "lo"
+HANDOVER_TIMEOUT_S = 2.0  # a planned stop waits at most this long for the next holder's claim
+DRAIN_S = 0.2  # and keeps the address on loopback this much longer, for packets on their way
 
 
 class LocalAddress:
@@ -166,6 +170,24 @@ class ControlPlaneAddress:
         log.info("gave up %s (%s)", ", ".join(self.settings.addresses), cause)
         self.members.beat_now()
 
+    async def hand_over(self) -> None:
+        """A planned stop, make before break: the others heard "leaving", so the next holder takes
+        the address; this node keeps answering for it until that holder's beat claims it (or
+        HANDOVER_TIMEOUT_S), so a client never sends into silence. Then it stops answering, and
+        takes the address off loopback a moment later, for the packets already on their way."""
+        deadline = time.monotonic() + HANDOVER_TIMEOUT_S
+        while not set(self.members.claimed_by(self.key)) - {self.settings.node}:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.info("nobody took %s within %.1f s", self.key, HANDOVER_TIMEOUT_S)
+                break
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(left, self.settings.heartbeat_interval))
+        self.announcer.set_owned({})
+        await asyncio.sleep(DRAIN_S)
+        await self.release("stopping: handed over")
+
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         members = self.members
@@ -189,11 +211,11 @@ class ControlPlaneAddress:
                     if task.done():
                         task.result()  # a failed probe or heartbeat loop ends the daemon with its error
         finally:
+            await members.leave()
             if self.holding:
-                await self.release("stopping")
+                await self.hand_over()
             if self.state_file is not None:
                 self.write_state(owner.Choice(None, owner.STOPPED, "stopped"))
-            await members.leave()
             for task in (*tasks, stopping):
                 task.cancel()
             await asyncio.gather(*tasks, stopping, return_exceptions=True)

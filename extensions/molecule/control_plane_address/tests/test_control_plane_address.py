@@ -128,6 +128,8 @@ def test_a_changed_setting_restarts_one_host_at_a_time_and_the_address_keeps_ans
     assert len(run.task_results("Restart the daemon (a holder hands the address over first, on SIGTERM)")) == 3
     requests = json.loads(out)["requests"]
     failed = [r for r in requests if not r[1]]
-    # each restart of the holder hands over (SIGTERM, a beat at once): a planned move, not a failure
+    # each restart of the holder is a planned move, make before break: no request meets silence
+    # (a timeout); the few in flight when the address moves are reset by the new holder
+    assert not [r for r in failed if "Timeout" in r[2]], f"{len(failed)} of {len(requests)} failed: {failed[:10]}"
     assert len(failed) <= 5, f"{len(failed)} of {len(requests)} failed: {failed[:10]}"
     assert all("debug" in n.file(f"/etc/systemd/system/{UNIT}").content_string for n in nodes)
