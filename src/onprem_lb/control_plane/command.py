@@ -5,24 +5,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from onprem_lb import __version__, tasks
 from onprem_lb.control_plane import settings as cp_settings
 from onprem_lb.control_plane.daemon import ControlPlaneAddress
 from onprem_lb.control_plane.health import Readiness
+from onprem_lb.option_types import file_path, node_name
 from onprem_lb.speaker.layer2 import announcer as l2
 from onprem_lb.speaker.layer2.members import Members
 
 DEFAULT_CONFIG = "/etc/onprem-lb/control-plane.yaml"
 
 
-def add_parser(
-    sub: argparse._SubParsersAction,  # type: ignore[type-arg]  # argparse's own, not public
-    file_path: Callable[[str], str],
-    node_name: Callable[[str], str],
-) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]  # argparse's own, not public
     cp = sub.add_parser(
         "control-plane",
         help="hold the control-plane endpoint's address on one control-plane node at a time (no API needed)",
