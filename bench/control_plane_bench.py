@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from labkit import REPO, Request, longest_failure, longest_silence, outage_record, percentile, wait_for
+from labkit import REPO, Request, failure_runs, longest_failure, longest_silence, outage_record, percentile, wait_for
 
 from tests.support.controlplane import CONTROLPLANE
 from tests.support.cplab import ADDRESS_V4, CpLab, url
@@ -183,6 +183,10 @@ def one_run(lab: CpLab, kind: str) -> dict[str, object]:
         "errors": errors,
         "longest_failure_s": round(longest, 3),
         "longest_silence_s": round(longest_silence(after, killed_at), 3),
+        "failure_runs": [  # at_s: after the kill
+            spell | {"at_s": round(float(spell["at_s"]) - 0.05, 3)}  # type: ignore[arg-type]
+            for spell in failure_runs(requests, killed_at - 0.05)
+        ],
         "arp": arp_timeline(arp["replies"], killed_at, holder, successor),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
