@@ -115,7 +115,12 @@ def test_a_stopping_daemon_hands_the_address_over_at_once(lab: CpLab, holder: st
         time.sleep(1.0)
     assert successor != holder and lab.daemons[holder].wait(10) == 0
     assert lab.state(holder)["reason"] == "stopped" and not lab.state(holder)["holding"]
-    assert longest_failure(seen["requests"]) <= 0.5, lab.logs()
+    # make before break: nobody meets silence (a timeout); the requests in flight when the
+    # address moves are reset by the new holder, which has no state for their connections
+    failed = [r for r in seen["requests"] if not r[1]]
+    assert not [r for r in failed if "Timeout" in r[2]], (failed, lab.logs())
+    assert len(failed) <= 5, (failed, lab.logs())  # 1 or 2 on a quiet machine
+    assert longest_failure(seen["requests"]) <= 0.2, lab.logs()
 
 
 def test_all_three_apiservers_down_then_back(lab: CpLab, holder: str) -> None:
