@@ -96,9 +96,9 @@ def run_playbook(
         cmd.append("--diff")
     if limit:
         cmd += ["--limit", limit]
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
     # JSON on stdout and nothing else: a callback enabled outside (profile_tasks) would print into it
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-               ANSIBLE_CALLBACKS_ENABLED="")  # fmt: skip
+    env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
     run = PlaybookRun(rc=proc.returncode, output=proc.stdout + proc.stderr)
     try:
