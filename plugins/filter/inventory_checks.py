@@ -1,7 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: onprem.ingress developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Inventory checks that run before anything changes: variables no role knows."""
+"""Inventory checks that run before anything changes: variables no role knows.
+
+A name that is one of kubespray's (module_utils/kubespray_variables.py) is never reported: an
+inventory shared with kubespray sets kube_proxy_mode, ingress_nginx_enabled, ... for kubespray."""
 
 from __future__ import absolute_import, annotations, division, print_function
 
@@ -11,11 +14,14 @@ import difflib
 from typing import Any, Callable, Dict, List, Mapping, Set
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.onprem.ingress.plugins.module_utils.kubespray_variables import KUBESPRAY_VARIABLES
 
 
 # Variables a release renamed: the old name is an error that names the new one. The ingress_nginx
 # role became the controller-neutral ingress role (its exposure variables are the same for Traefik
-# and ingress-nginx); the ingress-nginx-only ones kept their ingress_nginx_ prefix.
+# and ingress-nginx); the ingress-nginx-only ones kept their ingress_nginx_ prefix. Three old names
+# are kubespray's too (ingress_nginx_namespace, _tolerations, _extra_args): those pass unreported,
+# as an inventory shared with kubespray sets them for kubespray's own ingress-nginx.
 _INGRESS_NEUTRAL = [
     "api_host",
     "kubeconfig",
@@ -54,25 +60,43 @@ def _known_options(specs: Any) -> Set[str]:
     return known
 
 
+def _closest(name: str, ours: List[str], kubespray: List[str]) -> str:
+    """The hint for an unknown name: the closest of our options, or of kubespray's names with the
+    same prefix when one of those is closer (then said to be kubespray's); "" when none is close."""
+    mine = difflib.get_close_matches(name, ours, n=1, cutoff=0.75)
+    theirs = difflib.get_close_matches(name, kubespray, n=1, cutoff=0.75)
+
+    def score(candidate: str) -> float:
+        return difflib.SequenceMatcher(None, candidate, name).ratio()
+
+    if theirs and (not mine or score(theirs[0]) > score(mine[0])):
+        return "did you mean %s (a kubespray variable)?" % theirs[0]
+    return "did you mean %s?" % mine[0] if mine else ""
+
+
 def unknown_role_variables(names: Any, specs: Any, roles: Any) -> List[str]:
     """Messages for variables named like a role's (``<role>_...``) that no argument spec declares.
 
     ``names``: the variable names set for a host; ``specs``: the parsed argument_specs.yml files;
     ``roles``: the role names (their ``<role>_`` prefixes are checked). Names starting with ``_``
-    are internal and never reported."""
+    are internal and never reported, nor are kubespray's own variables (KUBESPRAY_VARIABLES):
+    those are for kubespray, not a typo or an old name of ours. A name that is neither gets the
+    closest known name as a hint, ours or kubespray's."""
     known = _known_options(specs)
     prefixes = tuple("%s_" % role for role in roles)
     messages = []
     for name in sorted(str(n) for n in names):
-        if name in RENAMED and name not in known:
+        if name in known or name in KUBESPRAY_VARIABLES:
+            continue
+        if name in RENAMED:
             messages.append(
                 "%s was renamed %s (the onprem.ingress.ingress role, for Traefik and ingress-nginx alike)"
                 % (name, RENAMED[name])
             )
-        elif name.startswith(prefixes) and name not in known:
+        elif name.startswith(prefixes):
             role = max((r for r in roles if name.startswith("%s_" % r)), key=len)
-            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
-            hint = "did you mean %s?" % close[0] if close else "see roles/%s/meta/argument_specs.yml" % role
+            theirs = sorted(v for v in KUBESPRAY_VARIABLES if v.startswith("%s_" % role))
+            hint = _closest(name, sorted(known), theirs) or "see roles/%s/meta/argument_specs.yml" % role
             messages.append("%s is not a variable of the onprem.ingress.%s role; %s" % (name, role, hint))
     return messages
 

@@ -1,5 +1,6 @@
 """The object-building filters (metallb_objects, engine_access_objects) and the inventory check
-(unknown_role_variables): table tests, and hypothesis for the rules on field and variable names."""
+(unknown_role_variables): table tests, and hypothesis for the rules on field and variable names;
+kubespray's variables (an inventory shared with kubespray) pass, typos of ours next to them do not."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from ansible_collections.onprem.ingress.plugins.filter.engine_objects import (
     metallb_objects,
 )
 from ansible_collections.onprem.ingress.plugins.filter.inventory_checks import unknown_role_variables
-from hypothesis import assume, given
+from ansible_collections.onprem.ingress.plugins.module_utils.kubespray_variables import KUBESPRAY_VARIABLES
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
@@ -352,3 +354,108 @@ def test_real_roles_argument_specs() -> None:
         "lb_speaker_nonsense_entirely is not a variable of the onprem.ingress.lb_speaker role; "
         "see roles/lb_speaker/meta/argument_specs.yml",
     ]
+
+
+# -- an inventory shared with kubespray ----------------------------------------------------------------
+
+
+def preflight_roles_and_specs() -> tuple[list[str], list[Any]]:
+    """The roles playbooks/preflight.yml checks (__onprem_roles), and their argument specs."""
+    plays = yaml.safe_load((ROLES.parent / "playbooks" / "preflight.yml").read_text())
+    (roles,) = [play["vars"]["__onprem_roles"] for play in plays if "__onprem_roles" in (play.get("vars") or {})]
+    return roles, [yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text()) for role in roles]
+
+
+PREFLIGHT_ROLES, PREFLIGHT_SPECS = preflight_roles_and_specs()
+OURS = sorted(
+    {o for s in PREFLIGHT_SPECS for ep in s["argument_specs"].values() for o in (ep or {}).get("options") or {}}
+)
+KUBESPRAY = sorted(KUBESPRAY_VARIABLES)
+
+
+def test_every_kubespray_variable_passes_preflight() -> None:
+    # only names the check would look at are listed (each starts with one of our role prefixes)
+    assert all(name.startswith(tuple(f"{role}_" for role in PREFLIGHT_ROLES)) for name in KUBESPRAY)
+    assert {"kube_proxy_mode", "kube_proxy_strict_arp", "kube_proxy_nodeport_addresses"} <= KUBESPRAY_VARIABLES
+    assert {"ingress_nginx_enabled", "ingress_nginx_host_network"} <= KUBESPRAY_VARIABLES
+    assert unknown_role_variables(KUBESPRAY, PREFLIGHT_SPECS, PREFLIGHT_ROLES) == []
+    assert unknown_role_variables(KUBESPRAY + OURS, PREFLIGHT_SPECS, PREFLIGHT_ROLES) == []
+    for name in KUBESPRAY:
+        assert unknown_role_variables([name], PREFLIGHT_SPECS, PREFLIGHT_ROLES) == [], name
+
+
+def test_kubespray_names_that_were_ours_once_are_not_called_renamed() -> None:
+    """ingress_nginx_namespace was our old ingress_nginx role's and is kubespray's: it passes; an
+    old name of ours that kubespray does not have still names its new name."""
+    for name in ["ingress_nginx_namespace", "ingress_nginx_tolerations", "ingress_nginx_extra_args"]:
+        assert name in inventory_checks.RENAMED
+        assert unknown_role_variables([name], PREFLIGHT_SPECS, PREFLIGHT_ROLES) == []
+    assert unknown_role_variables(["ingress_nginx_lb_pool"], PREFLIGHT_SPECS, PREFLIGHT_ROLES) == [
+        "ingress_nginx_lb_pool was renamed ingress_lb_pool (the onprem.ingress.ingress role, for Traefik and "
+        "ingress-nginx alike)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("kube_proxy_manage_strict_arp", None),  # ours
+        ("kube_proxy_strict_arp", None),  # kubespray's
+        (
+            "kube_proxy_manage_strickt_arp",
+            "kube_proxy_manage_strickt_arp is not a variable of the onprem.ingress.kube_proxy role; "
+            "did you mean kube_proxy_manage_strict_arp?",
+        ),
+        (
+            "kube_proxy_strickt_arp",
+            "kube_proxy_strickt_arp is not a variable of the onprem.ingress.kube_proxy role; "
+            "did you mean kube_proxy_strict_arp (a kubespray variable)?",
+        ),
+        (
+            "ingress_nginx_enable",
+            "ingress_nginx_enable is not a variable of the onprem.ingress.ingress role; "
+            "did you mean ingress_nginx_enabled (a kubespray variable)?",
+        ),
+        (
+            "sysctl_fil",
+            "sysctl_fil is not a variable of the onprem.ingress.sysctl role; did you mean sysctl_file?",
+        ),
+    ],
+)
+def test_names_next_to_kubespray_ones(name: str, message: str | None) -> None:
+    expected = [] if message is None else [message]
+    assert unknown_role_variables([name], PREFLIGHT_SPECS, PREFLIGHT_ROLES) == expected
+
+
+@st.composite
+def typo_of_ours(draw: st.DrawFn) -> tuple[str, str]:
+    """(one of our option names, that name with one edit after its role prefix)."""
+    name = draw(st.sampled_from(OURS))
+    role = max((r for r in PREFLIGHT_ROLES if name.startswith(f"{r}_")), key=len)
+    start = len(role) + 1
+    edit = draw(st.sampled_from(["delete", "insert", "replace", "swap"]))
+    at = draw(st.integers(min_value=start, max_value=len(name) - (2 if edit == "swap" else 1)))
+    char = draw(st.sampled_from("abcdefghijklmnopqrstuvwxyz_0123456789"))
+    if edit == "delete":
+        typo = name[:at] + name[at + 1 :]
+    elif edit == "insert":
+        typo = name[:at] + char + name[at:]
+    elif edit == "replace":
+        typo = name[:at] + char + name[at + 1 :]
+    else:
+        typo = name[:at] + name[at + 1] + name[at] + name[at + 2 :]
+    return name, typo
+
+
+@given(typo_of_ours())
+@example(case=("kube_proxy_manage_strict_arp", "kube_proxy_manage_strickt_arp"))  # next to kube_proxy_strict_arp
+def test_a_typo_of_our_names_is_still_reported_with_a_hint(case: tuple[str, str]) -> None:
+    name, typo = case
+    assume(typo not in OURS and typo not in KUBESPRAY_VARIABLES)
+    role = max((r for r in PREFLIGHT_ROLES if typo.startswith(f"{r}_")), key=len)
+    # with kubespray's names present too: only the typo is reported
+    (message,) = unknown_role_variables([typo, *KUBESPRAY], PREFLIGHT_SPECS, PREFLIGHT_ROLES)
+    assert message.startswith(f"{typo} is not a variable of the onprem.ingress.{role} role; did you mean "), (
+        name,
+        message,
+    )
