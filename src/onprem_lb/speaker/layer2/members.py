@@ -237,7 +237,8 @@ class Members(asyncio.DatagramProtocol):
             if node == self.me:
                 continue
             since, peer = self.watching.get(node), self.peers.get(node)
-            if since is None or (now - since < self.dead_after and (peer is None or peer.last_seen < since)):
+            # `now < since + dead_after`, the deadline check() wakes at: `now - since` rounds below it there
+            if since is None or (now < since + self.dead_after and (peer is None or peer.last_seen < since)):
                 out.add(node)
         return frozenset(out)
 

@@ -10,6 +10,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from onprem_lb.speaker.layer2 import members
 
@@ -259,3 +261,15 @@ def test_real_sockets_only_the_watcher_sees_the_death() -> None:
     took, n2_sees_n1, n3_sees_n1 = asyncio.run(scenario())
     assert not n2_sees_n1 and 0.1 < took < 1.5  # dead_after minus at most one interval, plus scheduling
     assert n3_sees_n1
+
+
+@settings(max_examples=200)
+@given(since=st.floats(min_value=0, max_value=1e7, allow_nan=False), dead_after=st.sampled_from([0.2, 0.4, 1.5]))
+@example(since=1000.5, dead_after=0.4)  # (1000.5 + 0.4) - 1000.5 < 0.4 in floats
+def test_a_watched_silent_peer_is_unconfirmed_no_longer_at_the_deadline_check_wakes_at(
+    since: float, dead_after: float
+) -> None:
+    m, _, _ = make(dead_after=dead_after)
+    m.watching["n3"] = since
+    assert "n3" in m._compute_unconfirmed(since)
+    assert "n3" not in m._compute_unconfirmed(since + dead_after)
