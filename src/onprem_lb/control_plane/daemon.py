@@ -176,17 +176,18 @@ class ControlPlaneAddress:
         HANDOVER_TIMEOUT_S), so a client never sends into silence. Then it stops answering, and
         takes the address off loopback a moment later, for the packets already on their way."""
         deadline = time.monotonic() + HANDOVER_TIMEOUT_S
+        cause = "stopping: handed over"
         while not set(self.members.claimed_by(self.key)) - {self.settings.node}:
             left = deadline - time.monotonic()
             if left <= 0:
-                log.info("nobody took %s within %.1f s", self.key, HANDOVER_TIMEOUT_S)
+                cause = f"stopping: nobody took it within {HANDOVER_TIMEOUT_S:.1f} s"
                 break
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(left, self.settings.heartbeat_interval))
         self.announcer.set_owned({})
         await asyncio.sleep(DRAIN_S)
-        await self.release("stopping: handed over")
+        await self.release(cause)
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
